@@ -1,0 +1,113 @@
+"""Argument checks shared by every vaelab module.
+
+Every public function validates its inputs here, so that bad input fails with a
+``ValueError`` that names the argument and what was expected, instead of being
+broadcast or propagated as NaN. Checks on tensor *values* (finiteness, support)
+cost a device synchronisation; hot loops that have already validated their data
+switch them off with :func:`no_validation`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator, Sequence
+
+import torch
+
+_VALIDATE = True
+
+
+def validation_enabled() -> bool:
+    """Whether value checks (finite, in support) are currently performed."""
+    return _VALIDATE
+
+
+@contextlib.contextmanager
+def no_validation() -> Iterator[None]:
+    """Skip value checks inside the block (shape checks always run).
+
+    Used by the training loop, which validates its data once before the first step.
+    """
+    global _VALIDATE
+    previous, _VALIDATE = _VALIDATE, False
+    try:
+        yield
+    finally:
+        _VALIDATE = previous
+
+
+def check_tensor(name: str, value, *, min_dim: int = 0) -> torch.Tensor:
+    """Require a floating-point tensor with at least ``min_dim`` dimensions and no NaN/inf."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    if value.dim() < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimension(s) (batch first), got shape {tuple(value.shape)}"
+        )
+    if _VALIDATE and not bool(torch.isfinite(value).all()):
+        n_bad = int((~torch.isfinite(value)).sum())
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite values")
+    return value
+
+
+def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Require identical shapes: vaelab never broadcasts data against parameters."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
+            "they must be equal (vaelab does not broadcast them)"
+        )
+
+
+def check_support(name: str, value: torch.Tensor, low: float, high: float, *, open_interval: bool = False) -> None:
+    """Require ``low <= value <= high`` (or strict inequalities when ``open_interval``)."""
+    if not _VALIDATE:
+        return
+    if open_interval:
+        ok = bool(((value > low) & (value < high)).all())
+        interval = f"the open interval ({low:g}, {high:g})"
+    else:
+        ok = bool(((value >= low) & (value <= high)).all())
+        interval = f"[{low:g}, {high:g}]"
+    if not ok:
+        raise ValueError(
+            f"{name} must lie in {interval}; got values from {float(value.min()):g} to {float(value.max()):g}"
+        )
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """Require a finite real number > 0 (or >= 0)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        expected = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
+    return number
+
+
+def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
+    """Require an integer >= ``minimum`` (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_choice(name: str, value, choices: Sequence[str]) -> str:
+    """Require one of a fixed set of strings."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+    return value
