@@ -19,3 +19,7 @@ from .scale import by_scale, get_scale
 from .schedules import capacity, constant, cyclical, delayed_linear, linear
 
 __version__ = "0.1.0"
+from .batching import pick_device
+from .metrics import elbo
+from .models import VAE, VAEOutput, conv_vae, mlp_vae
+from .train import History, TrainingDiverged, fit, load_checkpoint

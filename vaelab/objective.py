@@ -19,6 +19,7 @@ from .divergences import free_bits as _free_bits
 __all__ = [
     "reduce_loss",
     "kl_penalty",
+    "training_loss",
     "effective_beta",
     "implied_sigma2",
     "beta_norm",
@@ -111,6 +112,44 @@ def kl_penalty(
     check_choice("kl_dims", kl_dims, _REDUCTIONS)
     per_example = kl_per_dim.sum(dim=1) if kl_dims == "sum" else kl_per_dim.mean(dim=1)
     return per_example.mean()
+
+
+def training_loss(
+    log_px: torch.Tensor,
+    kl_per_dim: torch.Tensor,
+    *,
+    data_dim: int,
+    weight: float | torch.Tensor = 1.0,
+    recon_dims: str = "sum",
+    kl_dims: str = "sum",
+    free_bits: float | None = None,
+    free_bits_per_dimension: bool = True,
+    capacity: float | torch.Tensor | None = None,
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """The objective :func:`vaelab.fit` minimises: ``R + weight * K``, averaged over the batch.
+
+    ``R = -mean_n log p(x_n | z_n)``, divided by ``data_dim`` when ``recon_dims="mean"``
+    (a mean over pixels is the per-example sum over ``N``); ``K`` is :func:`kl_penalty`.
+    With all defaults this is the negative ELBO per example.
+
+    Args:
+        log_px: ``(batch,)`` nats, summed over the data dimensions.
+        kl_per_dim: ``(batch, latent)`` nats.
+        data_dim: ``N``.
+
+    Returns:
+        0-dim tensor.
+    """
+    check_choice("recon_dims", recon_dims, _REDUCTIONS)
+    recon = -log_px.mean()
+    if recon_dims == "mean":
+        recon = recon / data_dim
+    kl = kl_penalty(
+        kl_per_dim, kl_dims=kl_dims, free_bits=free_bits, free_bits_per_dimension=free_bits_per_dimension,
+        capacity=capacity, gamma=gamma,
+    )
+    return recon + weight * kl
 
 
 def _scale(dims: str, batch: str, n_dims: int, batch_size: int | None, names: tuple[str, str]) -> float:

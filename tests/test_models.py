@@ -1,0 +1,91 @@
+"""Image VAEs: each head scores data with the vaelab likelihood it names."""
+import pytest
+import torch
+
+import vaelab
+from vaelab.models import LIKELIHOODS
+
+X = torch.linspace(0.02, 0.98, 2 * 64).reshape(2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_forward_terms_equal_the_library_functions(likelihood):
+    model = vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16,), latent_dim=3, likelihood=likelihood, seed=0)
+    eps = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.3, -0.2]])
+    out = model(X, eps)
+    mu, logvar = model.encode(X)
+    torch.testing.assert_close(out.z, mu + torch.exp(0.5 * logvar) * eps)
+    torch.testing.assert_close(out.kl_per_dim, vaelab.gaussian_kl(mu, logvar))
+    params = model.decode(out.z)
+    expected = {
+        "bernoulli": lambda: vaelab.bernoulli_log_prob(X, params["logits"]),
+        "continuous_bernoulli": lambda: vaelab.continuous_bernoulli_log_prob(X, params["logits"]),
+        "gaussian": lambda: vaelab.gaussian_log_prob(X, params["mean"], 0.0),
+        "beta": lambda: vaelab.beta_log_prob(X * (1 - 2e-3) + 1e-3, params["alpha"], params["beta"]),
+    }[likelihood]()
+    torch.testing.assert_close(out.log_px, expected)
+    assert out.log_px.shape == (2,) and out.kl_per_dim.shape == (2, 3)
+
+
+def test_reconstruction_uses_the_likelihoods_mean():
+    model = vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16,), latent_dim=3, likelihood="continuous_bernoulli", seed=0)
+    mu, _ = model.encode(X)
+    torch.testing.assert_close(model.reconstruct(X), vaelab.cb_mean(model.decode(mu)["logits"]))
+
+
+def test_gaussian_sigma_variants():
+    shape = (1, 8, 8)
+    fixed = vaelab.mlp_vae(data_shape=shape, hidden=(16,), latent_dim=3, likelihood="gaussian", log_sigma=-1.0)
+    assert "head.log_sigma" not in dict(fixed.named_parameters()) and fixed.head.log_sigma.item() == -1.0
+    shared = vaelab.mlp_vae(data_shape=shape, hidden=(16,), latent_dim=3, likelihood="gaussian", sigma="shared")
+    assert dict(shared.named_parameters())["head.log_sigma"].shape == ()
+    per_pixel = vaelab.mlp_vae(data_shape=shape, hidden=(16,), latent_dim=3, likelihood="gaussian", sigma="per_pixel")
+    assert dict(per_pixel.named_parameters())["head.log_sigma"].shape == shape
+    optimal = vaelab.mlp_vae(data_shape=shape, hidden=(16,), latent_dim=3, likelihood="gaussian", sigma="optimal", seed=0)
+    out = optimal(X, torch.zeros(2, 3))
+    expected = vaelab.gaussian_log_prob(X, out.params["mean"], vaelab.optimal_log_sigma(X, out.params["mean"]))
+    torch.testing.assert_close(out.log_px, expected)
+
+
+@pytest.mark.parametrize(
+    "shape, channels", [((1, 28, 28), (32, 64)), ((1, 64, 64), (32, 32, 64, 64)), ((3, 32, 32), (8, 16))]
+)
+@pytest.mark.parametrize("likelihood", ["bernoulli", "beta"])
+def test_conv_vae_decodes_to_the_data_shape(shape, channels, likelihood):
+    model = vaelab.conv_vae(data_shape=shape, channels=channels, latent_dim=4, hidden=32, likelihood=likelihood, seed=0)
+    x = torch.full((3, *shape), 0.5)
+    out = model(x, torch.zeros(3, 4))
+    assert all(p.shape == (3, *shape) for p in out.params.values())
+    assert torch.isfinite(out.log_px).all()
+    assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape == (5, *shape)
+
+
+def test_seeded_initialisation_is_reproducible_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = vaelab.mlp_vae(seed=7)
+    after = torch.rand(1)
+    b = vaelab.mlp_vae(seed=7)
+    assert before == after
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = vaelab.mlp_vae(seed=8)
+    assert not torch.equal(next(a.parameters()), next(c.parameters()))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: m(torch.zeros(2, 1, 28, 28), torch.zeros(2, 3)), r"x must have shape \(batch, 1, 8, 8\) for this model; got \(2, 1, 28, 28\)"),
+        (lambda m: m(X + 1.0, torch.zeros(2, 3)), r"x must lie in \[0, 1\]"),
+        (lambda m: m(X, torch.zeros(2, 4)), r"eps must have shape \(2, 3\)"),
+        (lambda m: vaelab.mlp_vae(likelihood="poisson"), r"likelihood must be one of"),
+        (lambda m: vaelab.mlp_vae(data_shape=(28, 28)), r"data_shape must be \(channels, height, width\)"),
+        (lambda m: vaelab.conv_vae(data_shape=(1, 30, 30)), r"divisible by 2 \*\* len\(channels\) = 4"),
+        (lambda m: vaelab.mlp_vae(likelihood="gaussian", sigma="learned"), r"sigma must be one of"),
+    ],
+)
+def test_bad_input(call, match):
+    model = vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16,), latent_dim=3, seed=0)
+    with pytest.raises(ValueError, match=match):
+        call(model)
