@@ -23,3 +23,4 @@ from .batching import pick_device
 from .metrics import elbo
 from .models import VAE, VAEOutput, conv_vae, mlp_vae
 from .train import History, TrainingDiverged, fit, load_checkpoint
+from .text import SentenceVAE

@@ -110,11 +110,11 @@ class History:
             self.epochs[k] == other.epochs[k] for k in self.epochs if k != "time"
         )
 
-    def plot(self, ax=None, **kwargs):
+    def plot(self, **kwargs):
         """Reconstruction and KL against steps, with the KL weight on a twin axis (see :func:`vaelab.plots.plot_history`)."""
         from .plots import plot_history
 
-        return plot_history(self, ax=ax, **kwargs)
+        return plot_history(self, **kwargs)
 
     def __repr__(self) -> str:
         last = f", last elbo {self['elbo'][-1]:.2f}" if len(self) else ""
