@@ -1,0 +1,1 @@
+"""Helpers shared by dev.py and tests/test_book.py (stdlib only)."""
