@@ -20,7 +20,8 @@ from .schedules import capacity, constant, cyclical, delayed_linear, linear
 
 __version__ = "0.1.0"
 from .batching import pick_device
-from .metrics import elbo
+from .metrics import active_units, elbo, iw_log_likelihood, kl_per_dim, mig, mig_from_codes, mutual_information
 from .models import VAE, VAEOutput, conv_vae, mlp_vae
 from .train import History, TrainingDiverged, fit, load_checkpoint
+from .sweep import sweep
 from .text import SentenceVAE

@@ -17,6 +17,7 @@ Design points a reader may rely on:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -186,13 +187,182 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
 
 
-def _weights(schedule, total_steps: int) -> np.ndarray:
+def _weights(schedule, total_steps: int, *, name: str = "schedule") -> np.ndarray:
     if not isinstance(schedule, Schedule) and not callable(schedule):
-        raise ValueError(f"schedule must be a vaelab schedule or a callable step -> weight; got {schedule!r}")
+        raise ValueError(f"{name} must be a vaelab schedule or a callable step -> weight; got {schedule!r}")
     values = np.asarray(schedule(np.arange(total_steps)), dtype=np.float64)
     if values.shape != (total_steps,) or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError("schedule must give one finite weight >= 0 per step")
+        raise ValueError(f"{name} must give one finite weight >= 0 per step")
     return values
+
+
+def _adam(parameters, lr: float) -> torch.optim.Adam:
+    """Adam, with the fused kernel where the device has one.
+
+    The fused kernel updates each tensor in one pass instead of about ten; on a CPU it
+    makes a 784-400-20 MLP step about a third faster. The update is the same formula,
+    so results differ from the unfused one only by rounding.
+    """
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
+    except RuntimeError:  # no fused kernel for this device or dtype
+        return torch.optim.Adam(parameters, lr=lr)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """The checked data and step counts of a run, shared by :func:`fit` and :func:`vaelab.sweep`."""
+
+    device: torch.device
+    tensors: tuple
+    test_tensors: tuple | None
+    batch_size: int
+    lr: float
+    binarize: str | None
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def n(self) -> int:
+        return self.tensors[0].shape[0]
+
+
+def _plan(model, data, *, test_data, epochs, batch_size, lr, likelihood, binarize, device, max_steps, sync_every) -> _Plan:
+    """Check the arguments common to every training run and move model and data to the device."""
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    lr = check_positive("lr", lr)
+    check_positive_int("sync_every", sync_every)
+    if likelihood is not None and likelihood != getattr(model, "likelihood", None):
+        raise ValueError(
+            f"likelihood={likelihood!r} does not match the model's decoder head, which is "
+            f"{getattr(model, 'likelihood', None)!r}; build the model with likelihood={likelihood!r}"
+        )
+    check_choice("binarize", binarize, (None, "dynamic"))
+    device = pick_device(device)
+    model.to(device)
+    tensors = tuple(t.to(device) for t in as_tensors(data, "data"))
+    model.check_input(*tensors)
+    test_tensors = None if test_data is None else tuple(t.to(device) for t in as_tensors(test_data, "test_data"))
+    if test_tensors is not None:
+        model.check_input(*test_tensors)
+    steps_per_epoch = math.ceil(tensors[0].shape[0] / batch_size)
+    total_steps = epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, check_positive_int("max_steps", max_steps))
+    return _Plan(device, tensors, test_tensors, batch_size, lr, binarize, steps_per_epoch, total_steps)
+
+
+def _batches(plan: _Plan, *, seed: int, start_step: int, latent_dim: int):
+    """Yield ``(step, epoch, batch, eps, step_generator)`` for every step from ``start_step`` on.
+
+    The data order, the binarisation and the noise depend only on ``(seed, epoch, step)``:
+    this is what makes resumed runs, and each configuration of a sweep, equal to a
+    single uninterrupted :func:`fit`.
+    """
+    if plan.binarize == "dynamic":
+        from .data import binarize as _binarize
+    step_generator = torch.Generator(device=plan.device)
+    step = start_step
+    while step < plan.total_steps:
+        epoch, position = divmod(step, plan.steps_per_epoch)
+        permutation = torch.randperm(plan.n, generator=generator(seed, "shuffle", epoch)).to(plan.device)
+        epoch_tensors = plan.tensors
+        if plan.binarize == "dynamic":
+            gen = generator(seed, "binarize", epoch, device=plan.device)
+            epoch_tensors = (_binarize(plan.tensors[0], method="sample", generator=gen),) + plan.tensors[1:]
+        slices = list(batch_slices(plan.n, plan.batch_size, permutation=permutation))
+        for index in slices[position:]:
+            if step >= plan.total_steps:
+                return
+            batch = tuple(t[index] for t in epoch_tensors)
+            step_generator.manual_seed(derive_seed(seed, "step", step))
+            eps = torch.randn(batch[0].shape[0], latent_dim, generator=step_generator, device=plan.device)
+            yield step, epoch, batch, eps, step_generator
+            step += 1
+
+
+def _step_statistics(log_px: torch.Tensor, kl_per_dim: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+    """``(4 + latent,)``: recon, kl, objective, elbo, then the batch-mean KL of each latent (nats per example)."""
+    with torch.no_grad():
+        recon = -log_px.mean()
+        kl_dims_mean = kl_per_dim.mean(0)
+        kl = kl_dims_mean.sum()
+        return torch.cat([torch.stack([recon, kl, loss.detach(), -(recon + kl)]), kl_dims_mean])
+
+
+class _StepLog:
+    """Per-step statistics of one or more runs, kept in a device buffer.
+
+    The buffer is copied to the host, checked for NaN/inf and appended to the histories
+    every ``sync_every`` steps: one synchronisation instead of one per step.
+    """
+
+    _TERMS = ("weight", "reconstruction term", "KL term", "objective", "ELBO")
+
+    def __init__(self, histories, *, sync_every: int, device, bar, start_time: float, kept: str, labels=None):
+        self.histories, self.bar, self.start_time, self.kept = histories, bar, start_time, kept
+        self.labels = labels or [""] * len(histories)
+        n_stats = 5 + histories[0].latent_dim
+        self.buffer = torch.zeros(sync_every, len(histories), n_stats, dtype=torch.float64, device=device)
+        self.steps: list[tuple[int, int]] = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.steps) == self.buffer.shape[0]
+
+    def record(self, step: int, epoch: int, weight, statistics: torch.Tensor) -> None:
+        """``weight``: the KL weight (a float, or one per run); ``statistics``: from :func:`_step_statistics`."""
+        row = self.buffer[len(self.steps)]
+        row[:, 0] = weight
+        row[:, 1:] = statistics
+        self.steps.append((step, epoch))
+
+    def sync(self) -> None:
+        """Copy buffered statistics to the host, check them, extend the histories."""
+        if not self.steps:
+            return
+        stats = self.buffer[: len(self.steps)].cpu().numpy()
+        bad = ~np.isfinite(stats).all(axis=2)
+        if bad.any():
+            row, run = np.unravel_index(int(np.argmax(bad)), bad.shape)
+            values = stats[row, run]
+            term = next((self._TERMS[j] for j in range(5) if not np.isfinite(values[j])), "per-dimension KL")
+            value = values[self._TERMS.index(term)] if term in self._TERMS else "non-finite"
+            bad_step, bad_epoch = self.steps[row]
+            raise TrainingDiverged(
+                f"training diverged at step {bad_step} (epoch {bad_epoch}){self.labels[run]}: the {term} became "
+                f"{value}; {self.kept}. Try a lower lr, clip_grad_norm, or a likelihood whose scale parameter "
+                "is bounded",
+                step=bad_step, history=self.histories[run],
+            )
+        now = time.perf_counter() - self.start_time
+        meta = np.array(self.steps, dtype=np.float64)
+        clock = np.full((len(self.steps), 1), now)
+        for run, history in enumerate(self.histories):
+            history._append_steps(np.concatenate([meta, stats[:, run, :5], clock, stats[:, run, 5:]], axis=1))
+        if self.bar is not None:
+            self.bar.update(len(self.steps))
+            if len(self.histories) == 1:
+                last = stats[-1, 0]
+                self.bar.set_postfix(recon=f"{last[1]:.1f}", kl=f"{last[2]:.2f}", w=f"{last[0]:.3g}")
+        self.steps.clear()
+
+
+def _epoch_record(model, test_tensors, *, seed: int, epoch: int, step: int, history: History) -> dict:
+    """What :class:`History` keeps per epoch: the held-out ELBO when there is test data."""
+    record = {"epoch": epoch, "step": step}
+    if test_tensors is not None:
+        with no_validation():
+            result = heldout_elbo(model, test_tensors, seed=seed)
+        if not math.isfinite(result["elbo"]):
+            raise TrainingDiverged(
+                f"the held-out ELBO became {result['elbo']} after epoch {epoch} (step {step})",
+                step=step, history=history,
+            )
+        record.update(test_elbo=result["elbo"], test_recon=result["recon"], test_kl=result["kl"])
+    return record
 
 
 def fit(
@@ -222,7 +392,7 @@ def fit(
     sync_every: int = 50,
     progress: bool = True,
 ) -> History:
-    """Train a VAE with Adam and return its :class:`History`.
+    """Train a VAE with Adam (the fused kernel where the device has one) and return its :class:`History`.
 
     The objective per step is ``R + w(step) * K`` (:func:`vaelab.objective.training_loss`),
     where ``w`` comes from ``schedule`` and ``K`` is the summed KL, free bits, or a capacity
@@ -265,48 +435,26 @@ def fit(
             cannot score.
         TrainingDiverged: a NaN or inf appeared (the message names the step and term).
     """
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    lr = check_positive("lr", lr)
-    sync_every = check_positive_int("sync_every", sync_every)
-    if likelihood is not None and likelihood != getattr(model, "likelihood", None):
-        raise ValueError(
-            f"likelihood={likelihood!r} does not match the model's decoder head, which is "
-            f"{getattr(model, 'likelihood', None)!r}; build the model with likelihood={likelihood!r}"
-        )
-    check_choice("binarize", binarize, (None, "dynamic"))
     if clip_grad_norm is not None:
         clip_grad_norm = check_positive("clip_grad_norm", clip_grad_norm)
     if checkpoint_every is not None:
         checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
         if checkpoint_dir is None:
             raise ValueError("checkpoint_every needs a checkpoint_dir to write to")
+    plan = _plan(
+        model, data, test_data=test_data, epochs=epochs, batch_size=batch_size, lr=lr, likelihood=likelihood,
+        binarize=binarize, device=device, max_steps=max_steps, sync_every=sync_every,
+    )
+    weights = _weights(constant(1.0) if schedule is None else schedule, plan.total_steps)
+    targets = None if capacity is None else _weights(capacity, plan.total_steps, name="capacity")
 
-    device = pick_device(device)
-    model.to(device)
-    tensors = tuple(t.to(device) for t in as_tensors(data, "data"))
-    model.check_input(*tensors)
-    if binarize == "dynamic":
-        from .data import binarize as _binarize
-    test_tensors = None if test_data is None else tuple(t.to(device) for t in as_tensors(test_data, "test_data"))
-    if test_tensors is not None:
-        model.check_input(*test_tensors)
-
-    n = tensors[0].shape[0]
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = epochs * steps_per_epoch
-    if max_steps is not None:
-        total_steps = min(total_steps, check_positive_int("max_steps", max_steps))
-    weights = _weights(constant(1.0) if schedule is None else schedule, total_steps)
-    targets = None if capacity is None else _weights(capacity, total_steps)
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = _adam(model.parameters(), plan.lr)
     history = History(model.latent_dim)
     step = 0
-    config = {"seed": seed, "batch_size": batch_size, "n": n, "lr": lr}
+    config = {"seed": seed, "batch_size": plan.batch_size, "n": plan.n, "lr": plan.lr}
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / "latest.pt"
     if path is not None and resume and path.exists():
-        state = load_checkpoint(path, model, map_location=device)
+        state = load_checkpoint(path, model, map_location=plan.device)
         if state["config"] != config:
             raise ValueError(
                 f"checkpoint {path} was made with {state['config']}, but this call has {config}; "
@@ -330,102 +478,43 @@ def fit(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history.state_dict(),
         })
 
-    n_stats = 5 + model.latent_dim  # weight, recon, kl, objective, elbo, kl per dim
-    buffer = torch.zeros(sync_every, n_stats, dtype=torch.float64, device=device)
-    buffer_steps: list[tuple[int, int]] = []
-    bar = _progress_bar(total_steps, step, progress)
-    start_time = time.perf_counter() - (history["time"][-1] if len(history) else 0.0)
-
-    def sync():
-        """Copy buffered statistics to the host, check them, extend the history."""
-        if not buffer_steps:
-            return
-        stats = buffer[: len(buffer_steps)].cpu().numpy()
-        bad = ~np.isfinite(stats).all(axis=1)
-        if bad.any():
-            row = int(np.argmax(bad))
-            names = ["weight", "reconstruction term", "KL term", "objective", "ELBO"]
-            term = next((names[j] for j in range(5) if not np.isfinite(stats[row, j])), "per-dimension KL")
-            bad_step = buffer_steps[row][0]
-            kept = f"the last good checkpoint {path} was kept" if path is not None else "no checkpoint was written"
-            raise TrainingDiverged(
-                f"training diverged at step {bad_step} (epoch {buffer_steps[row][1]}): the {term} became "
-                f"{stats[row, names.index(term)] if term in names else 'non-finite'}; {kept}. Try a lower lr, "
-                "clip_grad_norm, or a likelihood whose scale parameter is bounded",
-                step=bad_step, history=history,
-            )
-        now = time.perf_counter() - start_time
-        meta = np.array([[s, e] for s, e in buffer_steps], dtype=np.float64)
-        rows = np.concatenate([meta, stats[:, :5], np.full((len(stats), 1), now), stats[:, 5:]], axis=1)
-        history._append_steps(rows)
-        if bar is not None:
-            bar.update(len(buffer_steps))
-            bar.set_postfix(recon=f"{stats[-1, 1]:.1f}", kl=f"{stats[-1, 2]:.2f}", w=f"{stats[-1, 0]:.3g}")
-        buffer_steps.clear()
-
-    def end_epoch(epoch: int) -> None:
-        record = {"epoch": epoch, "step": step}
-        if test_tensors is not None:
-            with no_validation():
-                result = heldout_elbo(model, test_tensors, seed=seed)
-            model.train()
-            if not math.isfinite(result["elbo"]):
-                raise TrainingDiverged(
-                    f"the held-out ELBO became {result['elbo']} after epoch {epoch} (step {step})",
-                    step=step, history=history,
-                )
-            record.update(test_elbo=result["elbo"], test_recon=result["recon"], test_kl=result["kl"])
-        history._append_epoch(record)
-
-    step_generator = torch.Generator(device=device)
+    bar = _progress_bar(plan.total_steps, step, progress)
+    log = _StepLog(
+        [history], sync_every=sync_every, device=plan.device, bar=bar,
+        start_time=time.perf_counter() - (history["time"][-1] if len(history) else 0.0),
+        kept=f"the last good checkpoint {path} was kept" if path is not None else "no checkpoint was written",
+    )
     model.train()
     try:
-        while step < total_steps:
-            epoch, position = divmod(step, steps_per_epoch)
-            permutation = torch.randperm(n, generator=generator(seed, "shuffle", epoch)).to(device)
-            epoch_tensors = tensors
-            if binarize == "dynamic":
-                gen = generator(seed, "binarize", epoch, device=device)
-                epoch_tensors = (_binarize(tensors[0], method="sample", generator=gen),) + tensors[1:]
-            slices = list(batch_slices(n, batch_size, permutation=permutation))
-            with no_validation():
-                for index in slices[position:]:
-                    if step >= total_steps:
-                        break
-                    batch = tuple(t[index] for t in epoch_tensors)
-                    step_generator.manual_seed(derive_seed(seed, "step", step))
-                    eps = torch.randn(batch[0].shape[0], model.latent_dim, generator=step_generator, device=device)
-                    out = model(*batch, eps, generator=step_generator)
-                    loss = training_loss(
-                        out.log_px, out.kl_per_dim, data_dim=model.data_dim, weight=float(weights[step]),
-                        recon_dims=recon_dims, kl_dims=kl_dims, free_bits=free_bits,
-                        free_bits_per_dimension=free_bits_per_dimension,
-                        capacity=None if targets is None else float(targets[step]), gamma=gamma,
+        with no_validation():
+            for step, epoch, batch, eps, step_generator in _batches(
+                plan, seed=seed, start_step=step, latent_dim=model.latent_dim
+            ):
+                out = model(*batch, eps, generator=step_generator)
+                loss = training_loss(
+                    out.log_px, out.kl_per_dim, data_dim=model.data_dim, weight=float(weights[step]),
+                    recon_dims=recon_dims, kl_dims=kl_dims, free_bits=free_bits,
+                    free_bits_per_dimension=free_bits_per_dimension,
+                    capacity=None if targets is None else float(targets[step]), gamma=gamma,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                optimizer.step()
+                log.record(step, epoch, weights[step], _step_statistics(out.log_px, out.kl_per_dim, loss))
+                step += 1
+                if step % plan.steps_per_epoch == 0:
+                    log.sync()
+                    history._append_epoch(
+                        _epoch_record(model, plan.test_tensors, seed=seed, epoch=epoch, step=step, history=history)
                     )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if clip_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-                    optimizer.step()
-                    with torch.no_grad():
-                        recon = -out.log_px.mean()
-                        kl_dims_mean = out.kl_per_dim.mean(0)
-                        kl = kl_dims_mean.sum()
-                        row = buffer[len(buffer_steps)]
-                        row[0] = weights[step]
-                        row[1:5] = torch.stack([recon, kl, loss.detach(), -(recon + kl)])
-                        row[5:] = kl_dims_mean
-                    buffer_steps.append((step, epoch))
-                    step += 1
-                    if step % steps_per_epoch == 0:
-                        sync()
-                        end_epoch(epoch)
-                    elif len(buffer_steps) == sync_every:
-                        sync()
-                    if checkpoint_every is not None and step % checkpoint_every == 0:
-                        sync()
-                        checkpoint()
-        sync()
+                elif log.full:
+                    log.sync()
+                if checkpoint_every is not None and step % checkpoint_every == 0:
+                    log.sync()
+                    checkpoint()
+        log.sync()
         checkpoint()
     finally:
         if bar is not None:

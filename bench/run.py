@@ -1,0 +1,164 @@
+"""Engine benchmark: MNIST, Bernoulli MLP VAE 784-400-20, batch 128.
+
+Run from the repository root (not part of the test suite):
+
+    VAELAB_DATA=../shared/data .venv/bin/python bench/run.py
+    VAELAB_DATA=../shared/data .venv/bin/python bench/run.py --device cuda --configs 8,32
+
+Three measurements, each taken in this one process:
+
+1. ``vaelab.fit`` with its defaults (History, progress bar, NaN checks) against a minimal
+   hand-written PyTorch loop of the same model, alternating hand, fit, hand, fit, ...;
+   ratio = median hand time / median fit time (1 means no overhead). Both use the same
+   optimizer (Adam, fused kernel as fit uses it), so the ratio measures the loop.
+2. ``vaelab.sweep`` of 8 beta values against 8 sequential ``fit`` calls, same steps each,
+   alternating; ratio = median sequential time / median sweep time.
+3. Wall time of ``vaelab.iw_log_likelihood`` with k = 1000 on 1000 test images, for the
+   model trained in part 1.
+
+The output ends with exactly three lines::
+
+    fit/hand throughput ratio: <x.xx>
+    sweep speedup, 8 configs: <x.xx>
+    iw-nll k=1000, 1000 images: <seconds> s
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import vaelab  # noqa: E402
+from vaelab.data import mnist  # noqa: E402
+
+BATCH_SIZE, LR = 128, 1e-3
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_model(device):
+    return vaelab.mlp_vae(hidden=(400,), latent_dim=20, likelihood="bernoulli", seed=0).to(device)
+
+
+def hand_loop(model, x: torch.Tensor, *, steps: int, seed: int = 0) -> None:
+    """What one would write by hand: shuffle, BCE-with-logits summed over pixels plus the KL, Adam."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=x.device.type in ("cpu", "cuda"))
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    n, step = x.shape[0], 0
+    model.train()
+    while step < steps:
+        permutation = torch.randperm(n, device=x.device, generator=gen)
+        for start in range(0, n, BATCH_SIZE):
+            if step == steps:
+                break
+            batch = x[permutation[start : start + BATCH_SIZE]]
+            mu, logvar = model.encoder(batch).chunk(2, dim=1)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, device=x.device, generator=gen)
+            logits = model.decoder(z)
+            recon = F.binary_cross_entropy_with_logits(logits, batch, reduction="sum") / batch.shape[0]
+            kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / batch.shape[0]
+            optimizer.zero_grad(set_to_none=True)
+            (recon + kl).backward()
+            optimizer.step()
+            step += 1
+
+
+def timed(function, device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    function()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def betas_for(count: int) -> list[float]:
+    """``count`` KL weights spread log-uniformly over [0.1, 10]."""
+    return [10 ** (-1 + 2 * i / max(count - 1, 1)) for i in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: vaelab.pick_device())")
+    parser.add_argument("--configs", default="8", help="comma-separated sweep sizes, e.g. 8,32 (8 is always measured)")
+    parser.add_argument("--fit-steps", type=int, default=469, help="steps per timed fit / hand run (469 = one epoch)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each of fit and hand")
+    parser.add_argument("--sweep-steps", type=int, default=100, help="steps per configuration in the sweep comparison")
+    parser.add_argument("--sweep-repeats", type=int, default=3, help="timed runs of each of sweep and sequential fits")
+    parser.add_argument("--iw-k", type=int, default=1000)
+    parser.add_argument("--iw-images", type=int, default=1000)
+    args = parser.parse_args()
+    configs = sorted({8, *(int(c) for c in args.configs.split(","))})
+
+    device = vaelab.pick_device(args.device)
+    train_x, _ = mnist("train", device=device)
+    test_x, _ = mnist("test", device=device)
+    print(f"torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+          + f", {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"MNIST train {tuple(train_x.shape)}, Bernoulli MLP VAE 784-400-20, batch {BATCH_SIZE}, Adam lr {LR}")
+
+    # 1. fit against a hand-written loop ------------------------------------------------
+    steps = args.fit_steps
+    hand_loop(make_model(device), train_x, steps=20)  # warm-up of both
+    vaelab.fit(make_model(device), train_x, max_steps=20, device=device)
+    hand_times, fit_times = [], []
+    for repeat in range(args.repeats):
+        model = make_model(device)
+        hand_times.append(timed(lambda: hand_loop(model, train_x, steps=steps), device))
+        model = make_model(device)
+        fit_times.append(timed(lambda: vaelab.fit(model, train_x, max_steps=steps, device=device), device))
+        print(f"  run {repeat + 1}: hand {hand_times[-1]:.2f} s, fit {fit_times[-1]:.2f} s ({steps} steps each)", flush=True)
+    trained = model
+    hand, fit = statistics.median(hand_times), statistics.median(fit_times)
+    print(f"hand loop: {steps / hand:.1f} steps/s; fit: {steps / fit:.1f} steps/s; "
+          f"fit epoch ({len(range(0, train_x.shape[0], BATCH_SIZE))} steps): {fit / steps * 469:.2f} s")
+
+    # 2. a sweep against sequential fits -------------------------------------------------
+    speedups = {}
+    sweep_steps = args.sweep_steps
+    for count in configs:
+        betas = betas_for(count)
+        vaelab.sweep([make_model(device) for _ in betas], train_x, betas=betas, max_steps=5, progress=False, device=device)
+        sweep_times, sequential_times = [], []
+        for _ in range(args.sweep_repeats):
+            models = [make_model(device) for _ in betas]
+            sequential_times.append(timed(lambda: [
+                vaelab.fit(m, train_x, schedule=vaelab.constant(b), max_steps=sweep_steps, progress=False, device=device)
+                for m, b in zip(models, betas)
+            ], device))
+            models = [make_model(device) for _ in betas]
+            sweep_times.append(timed(
+                lambda: vaelab.sweep(models, train_x, betas=betas, max_steps=sweep_steps, progress=False, device=device),
+                device,
+            ))
+        sweep, sequential = statistics.median(sweep_times), statistics.median(sequential_times)
+        speedups[count] = sequential / sweep
+        print(f"{count} configs x {sweep_steps} steps: sequential fits {sequential:.2f} s, sweep {sweep:.2f} s "
+              f"({count * sweep_steps / sweep:.0f} model-steps/s), speedup {speedups[count]:.2f}", flush=True)
+
+    # 3. importance-weighted NLL ---------------------------------------------------------
+    images = test_x[: args.iw_images]
+    vaelab.iw_log_likelihood(trained, images[:10], k=10)
+    result = {}
+    iw_time = timed(lambda: result.update(vaelab.iw_log_likelihood(trained, images, k=args.iw_k, seed=0)), device)
+    print(f"iw-nll of the model of part 1 ({steps} steps, grey-level test images): {result['nll']:.2f} nats; "
+          f"load average {os.getloadavg()[0]:.2f}")
+
+    print(f"fit/hand throughput ratio: {hand / fit:.2f}")
+    print(f"sweep speedup, 8 configs: {speedups[8]:.2f}")
+    print(f"iw-nll k={args.iw_k}, {args.iw_images} images: {iw_time:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Held-out metrics against closed forms, quadrature and hand-computed cases."""
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import vaelab
+from vaelab.models import VAE, make_head
+
+
+def linear_vae(enc_weight, enc_bias, dec_weight, dec_bias, *, data_shape, log_sigma=0.0):
+    """A VAE with one linear encoder layer, one linear decoder layer and a fixed-sigma Gaussian head."""
+    dim, latent = math.prod(data_shape), dec_weight.shape[1]
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(dim, 2 * latent))
+    decoder = nn.Sequential(nn.Linear(latent, dim), nn.Unflatten(1, data_shape))
+    with torch.no_grad():
+        encoder[1].weight.copy_(enc_weight)
+        encoder[1].bias.copy_(enc_bias)
+        decoder[0].weight.copy_(dec_weight)
+        decoder[0].bias.copy_(dec_bias)
+    head = make_head("gaussian", data_shape, sigma="fixed", log_sigma=log_sigma)
+    return VAE(encoder, decoder, head, data_shape=data_shape, latent_dim=latent)
+
+
+# p(z) = N(0, I), p(x|z) = N(Wz + b, sigma^2 I): p(x) = N(b, W W^T + sigma^2 I). W has orthogonal
+# columns, so the exact posterior N(A (x - b), S) has a diagonal S and the encoder can represent it.
+W = torch.tensor([[0.8, 0.6], [0.8, -0.6], [0.0, 0.6]], dtype=torch.float64)
+B = torch.tensor([0.2, -0.1, 0.3], dtype=torch.float64)
+SIGMA = 0.5
+S = torch.linalg.inv(torch.eye(2, dtype=torch.float64) + W.T @ W / SIGMA**2)
+A = S @ W.T / SIGMA**2
+X3 = torch.tensor([[0.5, -1.0, 0.3], [0.0, 0.0, 0.0], [1.5, 1.0, -0.7], [-0.4, 0.9, 2.0]]).reshape(4, 1, 1, 3)
+EXACT = torch.distributions.MultivariateNormal(B, W @ W.T + SIGMA**2 * torch.eye(3, dtype=torch.float64)).log_prob(
+    X3.double().reshape(4, 3)
+)
+
+
+def gaussian_model(mean_shift=0.0, logvar_shift=0.0):
+    enc_weight = torch.cat([A, torch.zeros(2, 3, dtype=torch.float64)])
+    enc_bias = torch.cat([-(A @ B) + mean_shift, torch.log(torch.diagonal(S)) + logvar_shift])
+    return linear_vae(enc_weight.float(), enc_bias.float(), W.float(), B.float(), data_shape=(1, 1, 3), log_sigma=math.log(SIGMA))
+
+
+def test_exact_posterior_makes_every_importance_weight_the_marginal():
+    result = vaelab.iw_log_likelihood(gaussian_model(), X3, k=3)
+    torch.testing.assert_close(result["log_likelihood"], EXACT, rtol=0, atol=2e-6)
+    assert result["nll"] == pytest.approx(-float(EXACT.mean()), abs=2e-6)
+    assert result["bits_per_dim"] == pytest.approx(result["nll"] / (3 * math.log(2)))
+    assert result["k"] == 3 and result["log_likelihood"].dtype == torch.float64
+
+
+def test_importance_weighting_closes_the_gap_of_an_imperfect_encoder():
+    model = gaussian_model(mean_shift=0.1, logvar_shift=0.3)
+    assert float(EXACT.mean()) - vaelab.elbo(model, X3)["elbo"] > 0.5  # the ELBO's gap: 0.53 nats
+    iw = vaelab.iw_log_likelihood(model, X3, k=2000, seed=1)["log_likelihood"]
+    assert (iw - EXACT).abs().max() < 0.04  # 2000 samples close it to ~0.01 (standard deviation over seeds)
+
+
+def test_k1_estimate_has_the_elbo_as_its_expectation():
+    model = gaussian_model(mean_shift=0.4, logvar_shift=0.6)
+    x = (torch.arange(3000 * 3, dtype=torch.float32).reshape(3000, 1, 1, 3) * 0.61803).remainder(1.0) * 3 - 1.5
+    log_w = vaelab.iw_log_likelihood(model, x, k=1, seed=0)["log_likelihood"]
+    standard_error = float(log_w.std()) / math.sqrt(len(log_w))
+    assert standard_error < 0.06
+    assert float(log_w.mean()) == pytest.approx(vaelab.elbo(model, x)["elbo"], abs=3 * standard_error)
+
+
+def test_bernoulli_marginal_equals_quadrature_over_a_one_dimensional_latent():
+    model = vaelab.mlp_vae(data_shape=(1, 2, 2), hidden=(8,), latent_dim=1, seed=3)
+    x = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4))).reshape(16, 1, 2, 2)
+    z = torch.linspace(-10, 10, 40001, dtype=torch.float64)[:, None]
+    with torch.no_grad():
+        logits = model.decode(z.float())["logits"].double().flatten(1)[:, None]  # (grid, 1, 4)
+    log_joint = (x.double().flatten(1) * logits - F.softplus(logits)).sum(2) - 0.5 * z**2 - 0.5 * math.log(2 * math.pi)
+    exact = torch.logsumexp(log_joint, 0) + math.log(float(z[1] - z[0]))
+    assert float(exact.exp().sum()) == pytest.approx(1.0, abs=1e-9)  # 16 binary images: a distribution
+    iw = vaelab.iw_log_likelihood(model, x, k=2000, seed=0)
+    assert (iw["log_likelihood"] - exact).abs().max() < 0.03
+    assert float(iw["log_likelihood"].exp().sum()) == pytest.approx(1.0, abs=0.02)
+    assert -float(exact.mean()) < -vaelab.elbo(model, x)["elbo"] - 0.1
+
+
+def test_chunking_does_not_change_the_samples():
+    model = vaelab.mlp_vae(data_shape=(1, 3, 3), hidden=(8,), latent_dim=2, seed=0)
+    x = torch.linspace(0, 1, 5 * 9).reshape(5, 1, 3, 3)
+    whole = vaelab.iw_log_likelihood(model, x, k=150, k_chunk=150, batch_size=2, seed=4)["log_likelihood"]
+    chunked = vaelab.iw_log_likelihood(model, x, k=150, k_chunk=7, batch_size=2, seed=4)["log_likelihood"]
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)  # same samples; float32 decoder rounding only
+    other_seed = vaelab.iw_log_likelihood(model, x, k=150, k_chunk=7, batch_size=2, seed=5)["log_likelihood"]
+    assert (other_seed - whole).abs().max() > 1e-4
+
+
+def test_iw_bound_rises_above_the_elbo_of_a_trained_model():
+    data = (torch.linspace(0, 1, 200 * 16).reshape(200, 1, 4, 4) * 7.3).remainder(1.0).round()
+    model = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(32,), latent_dim=2, seed=0)
+    vaelab.fit(model, data, epochs=15, batch_size=50, lr=1e-2, progress=False, device="cpu")
+    elbo = vaelab.elbo(model, data)["elbo"]
+    k1 = vaelab.iw_log_likelihood(model, data, k=1)["nll"]
+    k100 = vaelab.iw_log_likelihood(model, data, k=100)["nll"]
+    assert k1 == pytest.approx(-elbo, abs=0.15)
+    assert -k100 > elbo + 0.2
+
+
+def test_iw_needs_k_of_at_least_one():
+    with pytest.raises(ValueError, match=r"k must be an integer >= 1, got 0"):
+        vaelab.iw_log_likelihood(gaussian_model(), X3, k=0)
+
+
+# ------------------------------------------------------------ per-latent diagnostics
+
+# One-pixel data; mu = (1, 0.05, 0) * x + (0, 0, 0.3), logvar = (-1, 0, 2).
+X1 = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0, 0.4]).reshape(6, 1, 1, 1)
+
+
+def pixel_model():
+    enc_weight = torch.tensor([[1.0], [0.05], [0.0], [0.0], [0.0], [0.0]])
+    enc_bias = torch.tensor([0.0, 0.0, 0.3, -1.0, 0.0, 2.0])
+    return linear_vae(enc_weight, enc_bias, torch.zeros(1, 3), torch.zeros(1), data_shape=(1, 1, 1))
+
+
+def test_active_units_count_variances_of_the_posterior_mean():
+    result = vaelab.active_units(pixel_model(), X1)
+    pixel_variance = float(X1.double().var(correction=0))  # 0.1356 for these pixels
+    torch.testing.assert_close(result["variance"], torch.tensor([1.0, 0.0025, 0.0], dtype=torch.float64) * pixel_variance)
+    assert result["count"] == 1
+    assert vaelab.active_units(pixel_model(), X1, threshold=1e-4)["count"] == 2
+
+
+def test_kl_per_dim_is_the_mean_closed_form_kl_and_sums_to_the_elbo_term():
+    mu = X1.double().flatten()[:, None] * torch.tensor([1.0, 0.05, 0.0], dtype=torch.float64) + torch.tensor([0, 0, 0.3])
+    logvar = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64)
+    expected = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).mean(0)
+    result = vaelab.kl_per_dim(pixel_model(), X1, batch_size=4)
+    torch.testing.assert_close(result, expected, rtol=1e-6, atol=1e-9)
+    assert float(result.sum()) == pytest.approx(vaelab.elbo(pixel_model(), X1)["kl"], rel=1e-6)
+
+
+def encoder_model(scale, logvar):
+    """One-pixel data, one latent: q(z|x) = N(scale * x, exp(logvar))."""
+    return linear_vae(torch.tensor([[scale], [0.0]]), torch.tensor([0.0, logvar]), torch.zeros(1, 1), torch.zeros(1), data_shape=(1, 1, 1))
+
+
+def test_mutual_information_is_zero_when_every_posterior_is_the_prior():
+    x = torch.linspace(0, 1, 40).reshape(40, 1, 1, 1)
+    assert vaelab.mutual_information(encoder_model(0.0, 0.0), x) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mutual_information_is_log_n_for_separated_posteriors():
+    x = torch.linspace(0, 1, 50).reshape(50, 1, 1, 1)
+    assert vaelab.mutual_information(encoder_model(1000.0, -10.0), x, batch_size=16) == pytest.approx(math.log(50), abs=1e-6)
+
+
+def test_mutual_information_of_two_overlapping_clusters_matches_quadrature():
+    # Half the examples have q(z|x) = N(-1, 1), half N(+1, 1): I(x; z) is the information z
+    # carries about the cluster, a number below log 2 computed here by quadrature.
+    x = torch.cat([torch.zeros(1000), torch.ones(1000)]).reshape(2000, 1, 1, 1)
+    model = linear_vae(torch.tensor([[2.0], [0.0]]), torch.tensor([-1.0, 0.0]), torch.zeros(1, 1), torch.zeros(1), data_shape=(1, 1, 1))
+    z = torch.linspace(-12, 12, 200001, dtype=torch.float64)
+    left, right = (torch.exp(-0.5 * (z - c) ** 2) / math.sqrt(2 * math.pi) for c in (-1.0, 1.0))
+    mixture = 0.5 * (left + right)
+    exact = float((0.5 * left * torch.log(left / mixture) + 0.5 * right * torch.log(right / mixture)).sum() * (z[1] - z[0]))
+    assert exact == pytest.approx(0.3368, abs=1e-4)
+    estimate = vaelab.mutual_information(model, x, batch_size=700, seed=0)
+    assert estimate == pytest.approx(exact, abs=0.035)  # standard deviation over seeds: 0.011
+
+
+# -------------------------------------------------------------------------- MIG
+
+
+def test_mig_of_a_hand_computed_case():
+    factor = torch.tensor([0, 0, 1, 1])
+    exact_code = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    partial_code = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    # I(partial; factor) = H(3/4, 1/4) - H(partial | factor) = H(3/4, 1/4) - log(2) / 2
+    partial = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) - 0.5 * math.log(2)
+    result = vaelab.mig_from_codes(torch.stack([exact_code, partial_code], 1), factor, n_bins=2)
+    assert result["mig"] == pytest.approx((math.log(2) - partial) / math.log(2))  # 0.6887
+    assert result["per_factor"].shape == (1,)
+
+
+# A full grid: shape 0..4 x scale 0..2 x 4 repetitions, so factors and repetition index are
+# exactly independent in the data.
+GRID = torch.tensor(list(itertools.product(range(5), range(3), range(4))))
+
+
+def test_mig_is_one_for_axis_aligned_codes_and_zero_for_codes_that_ignore_the_factors():
+    factors = GRID[:, :2]
+    repetition = GRID[:, 2].double()
+    aligned = torch.stack([GRID[:, 1] * 0.3, repetition, GRID[:, 0] * 2.0 - 1.0], 1)
+    result = vaelab.mig_from_codes(aligned, factors)
+    torch.testing.assert_close(result["per_factor"], torch.tensor([1.0, 1.0], dtype=torch.float64))
+    ignoring = torch.stack([repetition, repetition**2, -repetition], 1)
+    assert vaelab.mig_from_codes(ignoring, factors)["mig"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mig_of_a_model_uses_its_posterior_means_and_checks_factor_length():
+    x = GRID[:, :1].float().reshape(-1, 1, 1, 1) / 4  # the pixel is the first factor
+    model = linear_vae(
+        torch.tensor([[1.0], [0.0], [0.0], [0.0]]), torch.tensor([0.0, 0.5, 0.0, 0.0]),
+        torch.zeros(1, 2), torch.zeros(1), data_shape=(1, 1, 1),
+    )
+    result = vaelab.mig(model, x, GRID[:, :2])
+    torch.testing.assert_close(result["per_factor"], torch.tensor([1.0, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"factors must have shape \(N, K\) with one row of labels per example, N = 60; got shape \(59, 2\)"):
+        vaelab.mig(model, x, GRID[:59, :2])
+    with pytest.raises(ValueError, match="factors must hold integer factor labels"):
+        vaelab.mig(model, x, GRID[:, :2].float())
