@@ -198,10 +198,10 @@ def sweep(
     )
     for model in models[1:]:
         model.to(plan.device)
-    weights = torch.as_tensor(
-        np.stack([_weights(s, plan.total_steps, name=f"schedules[{c}]") for c, s in enumerate(schedules)], axis=1),
-        device=plan.device,
+    host_weights = np.stack(
+        [_weights(s, plan.total_steps, name=f"schedules[{c}]") for c, s in enumerate(schedules)], axis=1
     )  # (steps, C), float64
+    weights = torch.as_tensor(host_weights, device=plan.device)
     loss_weights = weights.to(next(template.parameters()).dtype)  # fit multiplies the KL by a float in the model's precision
     targets = None if capacity is None else _weights(capacity, plan.total_steps, name="capacity")
 
@@ -234,7 +234,7 @@ def sweep(
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # the configurations share no parameters: each gets its own gradient
                 optimizer.step()
-                log.record(step, epoch, weights[step], statistics)
+                log.record(step, epoch, host_weights[step], statistics)
                 step += 1
                 if step % plan.steps_per_epoch == 0:
                     log.sync()
