@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: vaelab.pick_device())")
     parser.add_argument("--configs", default="8", help="comma-separated sweep sizes, e.g. 8,32 (8 is always measured)")
     parser.add_argument("--fit-steps", type=int, default=469, help="steps per timed fit / hand run (469 = one epoch)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each of fit and hand")
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs of each of fit and hand")
     parser.add_argument("--sweep-steps", type=int, default=200, help="steps per configuration in the sweep comparison")
     parser.add_argument("--sweep-repeats", type=int, default=5, help="timed runs of each of sweep and sequential fits")
     parser.add_argument("--iw-k", type=int, default=1000)
@@ -110,8 +110,10 @@ def main() -> None:
 
     # 1. fit against a hand-written loop ------------------------------------------------
     steps = args.fit_steps
-    hand_loop(make_model(device), train_x, steps=20)  # warm-up of both
-    vaelab.fit(make_model(device), train_x, max_steps=20, device=device)
+    # Warm-up of both: the first steps of a process build kernels and the thread pool, and the
+    # step time settles only after about 100 steps on this CPU.
+    hand_loop(make_model(device), train_x, steps=100)
+    vaelab.fit(make_model(device), train_x, max_steps=100, device=device)
     hand_times, fit_times = [], []
     for repeat in range(args.repeats):
         model = make_model(device)

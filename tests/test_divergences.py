@@ -30,6 +30,24 @@ def test_gaussian_kl_keeps_digits_near_the_prior(logvar, dtype):
     assert value == pytest.approx(expected, rel=1e-6 if dtype == torch.float32 else 1e-13)
 
 
+
+@pytest.mark.parametrize("logvar", [-0.3, -1e-3, 1e-8, 0.0101, 0.099, 0.101, 0.4])
+def test_float32_series_fallback_keeps_digits(logvar):
+    # The series used on devices without float64 (MPS), checked here in float32 on the CPU.
+    from vaelab.divergences import _expm1_minus_x_series
+
+    mpmath.mp.dps = 50
+    expected = float(mpmath.exp(mpmath.mpf(logvar)) - 1 - mpmath.mpf(logvar))
+    assert _expm1_minus_x_series(torch.tensor([logvar])).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("logvar", [-20.0, -1e-3, 1e-6, 0.3, 20.0])
+def test_gaussian_kl_float32_gradient_is_expm1_over_two(logvar):
+    v = torch.tensor([[logvar]], requires_grad=True)
+    vaelab.gaussian_kl(torch.zeros(1, 1), v).sum().backward()
+    assert v.grad.dtype == torch.float32
+    assert v.grad.item() == pytest.approx(float(mpmath.expm1(logvar)) / 2, rel=1e-6)
+
 # Zero, or far enough from it that KL ~ v^2 / 4 does not underflow float64.
 _VALUES = st.one_of(st.just(0.0), st.floats(1e-6, 10), st.floats(-10, -1e-6))
 

@@ -78,6 +78,9 @@ def test_seeded_initialisation_is_reproducible_and_leaves_global_rng_alone():
     [
         (lambda m: m(torch.zeros(2, 1, 28, 28), torch.zeros(2, 3)), r"x must have shape \(batch, 1, 8, 8\) for this model; got \(2, 1, 28, 28\)"),
         (lambda m: m(X + 1.0, torch.zeros(2, 3)), r"x must lie in \[0, 1\]"),
+        (lambda m: m(X.index_fill(0, torch.tensor([1]), float("nan")), torch.zeros(2, 3)), r"x contains 64 NaN or infinite value\(s\); expected finite values in \[0, 1\]"),
+        (lambda m: vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16,), latent_dim=3, likelihood="gaussian")(
+            X.index_fill(0, torch.tensor([1]), float("inf")), torch.zeros(2, 3)), r"x contains 64 NaN or infinite value"),
         (lambda m: m(X, torch.zeros(2, 4)), r"eps must have shape \(2, 3\)"),
         (lambda m: vaelab.mlp_vae(likelihood="poisson"), r"likelihood must be one of"),
         (lambda m: vaelab.mlp_vae(data_shape=(28, 28)), r"data_shape must be \(channels, height, width\)"),

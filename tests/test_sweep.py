@@ -66,6 +66,20 @@ def test_fixed_sigma_sweep_equals_separate_fits():
     assert histories[0]["recon"][-1] > histories[1]["recon"][-1]  # a smaller sigma weighs errors more
 
 
+
+@pytest.mark.parametrize("likelihood", ["continuous_bernoulli", "beta", ("gaussian", "shared")])
+def test_sweeps_of_other_heads_equal_separate_fits(likelihood):
+    # Parameter-free heads score all configurations in one call outside vmap; a learned sigma stays inside.
+    likelihood, sigma = likelihood if isinstance(likelihood, tuple) else (likelihood, "fixed")
+    make = lambda: model(likelihood, sigma=sigma) if likelihood == "gaussian" else model(likelihood)  # noqa: E731
+    betas, options = [0.5, 2.0], dict(OPTIONS, max_steps=6)
+    models = [make() for _ in betas]
+    histories = vaelab.sweep(models, DATA, betas=betas, **options)
+    for beta, swept, history in zip(betas, models, histories):
+        separate = make()
+        reference = vaelab.fit(separate, DATA, schedule=vaelab.constant(beta), **options)
+        assert_same_run(swept, history, separate, reference)
+
 def test_convolutional_sweep_equals_separate_fits():
     data = DATA[:, :, :4, :4].contiguous()
     make = lambda: vaelab.conv_vae(data_shape=(1, 4, 4), channels=(4, 8), hidden=16, latent_dim=2, seed=1)  # noqa: E731

@@ -68,7 +68,8 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor, *, per_dim: bool =
     _check_data_and_param(x, "x", logits, "logits", low=0.0, high=1.0)
     # = x*eta - softplus(eta), stable for |eta| up to float max; one fused kernel (and one in
     # the backward pass) instead of three elementwise ops, which matters in the training loop.
-    return _reduce(-F.binary_cross_entropy_with_logits(logits, x, reduction="none"), per_dim)
+    # The sign is flipped after the sum: on (batch,) values, not on every pixel.
+    return -_reduce(F.binary_cross_entropy_with_logits(logits, x, reduction="none"), per_dim)
 
 
 # --------------------------------------------------------------- continuous Bernoulli

@@ -201,7 +201,7 @@ class VAE(nn.Module):
 
     def check_input(self, x) -> None:
         """Raise a clear error if ``x`` is not a batch of this model's images."""
-        check_tensor("x", x, min_dim=1)
+        check_tensor("x", x, min_dim=1, finite=self.head.support is None)  # else check_support rejects NaN/inf
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(
                 f"x must have shape (batch, {', '.join(map(str, self.data_shape))}) for this model; "
@@ -220,20 +220,23 @@ class VAE(nn.Module):
         """Parameters of ``p(x | z)``, each ``(batch, *data_shape)``."""
         return self.head.params(self.decoder(z))
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor, *, generator=None) -> VAEOutput:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor, *, generator=None, score: bool = True) -> VAEOutput:
         """One reparameterised pass: ``z = mu + exp(logvar / 2) * eps``.
 
         Args:
             x: ``(batch, *data_shape)``.
             eps: ``(batch, latent)`` standard-normal noise (zeros give the posterior mean).
             generator: unused by image models (kept for a uniform interface).
+            score: ``False`` skips ``log p(x | z)`` (``log_px`` is then ``None``), for a
+                caller that scores many outputs in one call, as :func:`vaelab.sweep` does.
         """
         mu, logvar = self.encode(x)
         if eps.shape != mu.shape:
             raise ValueError(f"eps must have shape {tuple(mu.shape)}; got {tuple(eps.shape)}")
         z = mu + torch.exp(0.5 * logvar) * eps
         params = self.decode(z)
-        return VAEOutput(self.head.log_prob(x, params), gaussian_kl(mu, logvar), mu, logvar, z, params)
+        log_px = self.head.log_prob(x, params) if score else None
+        return VAEOutput(log_px, gaussian_kl(mu, logvar), mu, logvar, z, params)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

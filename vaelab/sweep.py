@@ -205,16 +205,36 @@ def sweep(
     loss_weights = weights.to(next(template.parameters()).dtype)  # fit multiplies the KL by a float in the model's precision
     targets = None if capacity is None else _weights(capacity, plan.total_steps, name="capacity")
 
-    def one_configuration(parameters, buffers, weight, target, x, eps):
-        out = functional_call(template, (parameters, buffers), (x, eps))
+    # Heads whose scoring is the same elementwise function for every configuration (no
+    # parameters, no buffers such as a fixed sigma) score all configurations in one call
+    # outside vmap, on (C * batch) examples: the fused kernels have no batching rule, and
+    # their vmap fallback costs several times more.
+    score_stacked = not any(True for _ in template.head.parameters()) and not any(True for _ in template.head.buffers())
+    count = len(models)
+
+    def one_forward(parameters, buffers, x, eps):
+        out = functional_call(template, (parameters, buffers), (x, eps), {"score": not score_stacked})
+        return (out.params if score_stacked else out.log_px), out.kl_per_dim
+
+    def one_loss(log_px, kl_per_dim, weight, target):
         loss = training_loss(
-            out.log_px, out.kl_per_dim, data_dim=template.data_dim, weight=weight, recon_dims=recon_dims,
+            log_px, kl_per_dim, data_dim=template.data_dim, weight=weight, recon_dims=recon_dims,
             kl_dims=kl_dims, free_bits=free_bits, free_bits_per_dimension=free_bits_per_dimension,
             capacity=target, gamma=gamma,
         )
-        return loss, _step_statistics(out.log_px, out.kl_per_dim, loss)
+        return loss, _step_statistics(log_px, kl_per_dim, loss)
 
-    all_configurations = vmap(one_configuration, in_dims=(0, 0, 0, None, None, None))
+    all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
+    all_losses = vmap(one_loss, in_dims=(0, 0, 0, None))
+
+    def all_configurations(parameters, buffers, weight, target, x, eps):
+        scores, kl_per_dim = all_forwards(parameters, buffers, x, eps)
+        if score_stacked:  # (C, batch, ...) decoder parameters against the batch repeated C times
+            repeated = x.expand(count, *x.shape).flatten(0, 1)
+            flat = {name: value.flatten(0, 1) for name, value in scores.items()}
+            scores = template.head.log_prob(repeated, flat).view(count, x.shape[0])
+        return all_losses(scores, kl_per_dim, weight, target)
+
     histories = [History(template.latent_dim) for _ in models]
     stack, bar = _Stack(models), None
     try:

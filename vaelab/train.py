@@ -70,8 +70,19 @@ class History:
 
     def __init__(self, latent_dim: int):
         self.latent_dim = latent_dim
-        self._steps = np.zeros((0, len(_STEP_COLUMNS) + latent_dim))
+        self._chunks = [np.zeros((0, len(_STEP_COLUMNS) + latent_dim))]
         self.epochs: dict[str, list] = {"epoch": [], "step": []}
+
+    @property
+    def _steps(self) -> np.ndarray:
+        """All rows, ``(steps, columns)``; appended chunks are joined on first read (linear, not quadratic, in steps)."""
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0]
+
+    @_steps.setter
+    def _steps(self, rows: np.ndarray) -> None:
+        self._chunks = [rows]
 
     def __len__(self) -> int:
         return self._steps.shape[0]
@@ -86,7 +97,7 @@ class History:
         return self._steps[:, len(_STEP_COLUMNS):]
 
     def _append_steps(self, rows: np.ndarray) -> None:
-        self._steps = np.concatenate([self._steps, rows])
+        self._chunks.append(rows)
 
     def _append_epoch(self, record: dict) -> None:
         for key, value in record.items():
