@@ -123,6 +123,8 @@ def main() -> None:
         print(f"  run {repeat + 1}: hand {hand_times[-1]:.2f} s, fit {fit_times[-1]:.2f} s ({steps} steps each)", flush=True)
     trained = model
     hand, fit = statistics.median(hand_times), statistics.median(fit_times)
+    paired = statistics.median(f - h for h, f in zip(hand_times, fit_times)) / steps * 1e3
+    print(f"fit minus hand, median of the paired runs: {paired:+.2f} ms/step ({paired / (hand / steps * 1e3):+.1%})")
     print(f"hand loop: {steps / hand:.1f} steps/s; fit: {steps / fit:.1f} steps/s; "
           f"fit epoch ({len(range(0, train_x.shape[0], BATCH_SIZE))} steps): {fit / steps * 469:.2f} s")
 

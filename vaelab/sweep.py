@@ -33,7 +33,6 @@ from .train import (
     _fingerprint,
     _plan,
     _progress_bar,
-    _step_statistics,
     _weights,
 )
 
@@ -222,7 +221,7 @@ def sweep(
             kl_dims=kl_dims, free_bits=free_bits, free_bits_per_dimension=free_bits_per_dimension,
             capacity=target, gamma=gamma,
         )
-        return loss, _step_statistics(log_px, kl_per_dim, loss)
+        return loss
 
     all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
     all_losses = vmap(one_loss, in_dims=(0, 0, 0, None))
@@ -233,7 +232,7 @@ def sweep(
             repeated = x.expand(count, *x.shape).flatten(0, 1)
             flat = {name: value.flatten(0, 1) for name, value in scores.items()}
             scores = template.head.log_prob(repeated, flat).view(count, x.shape[0])
-        return all_losses(scores, kl_per_dim, weight, target)
+        return all_losses(scores, kl_per_dim, weight, target), scores, kl_per_dim
 
     histories = [History(template.latent_dim) for _ in models]
     stack, bar = _Stack(models), None
@@ -241,20 +240,20 @@ def sweep(
         optimizer = _adam(stack.leaves.values(), plan.lr)
         bar = _progress_bar(plan.total_steps, 0, progress)
         log = _StepLog(
-            histories, sync_every=sync_every, device=plan.device, bar=bar, start_time=time.perf_counter(),
+            histories, sync_every=sync_every, bar=bar, start_time=time.perf_counter(),
             kept="no checkpoint was written", labels=[f" in configuration {c}" for c in range(len(models))],
         )
         template.train()
         with no_validation():
             for step, epoch, batch, eps, _ in _batches(plan, seed=seed, start_step=0, latent_dim=template.latent_dim):
                 target = None if targets is None else float(targets[step])
-                losses, statistics = all_configurations(
+                losses, log_px, kl_per_dim = all_configurations(
                     stack.parameters(), stack.buffers, loss_weights[step], target, batch[0], eps
                 )
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # the configurations share no parameters: each gets its own gradient
                 optimizer.step()
-                log.record(step, epoch, host_weights[step], statistics)
+                log.record(step, epoch, host_weights[step], log_px, kl_per_dim, losses)
                 step += 1
                 if step % plan.steps_per_epoch == 0:
                     log.sync()

@@ -3,8 +3,8 @@
 Design points a reader may rely on:
 
 * **Everything stays on the device.** Minibatches are index slices of whole tensors, and
-  per-step statistics are written into a device buffer that is copied to the host every
-  ``sync_every`` steps (one synchronisation, not one per step).
+  per-step statistics are reduced in a few batched ops and copied to the host every
+  ``sync_every`` steps (one synchronisation, and no statistics ops on the hot path).
 * **Counter-based randomness.** The noise of step ``t``, the shuffle of epoch ``e`` and
   its dynamic binarisation come from generators seeded by ``(seed, purpose, t or e)``.
   The same seed gives bit-identical results on the CPU, and a run resumed from a
@@ -18,6 +18,7 @@ Design points a reader may rely on:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import sys
@@ -294,50 +295,57 @@ def _batches(plan: _Plan, *, seed: int, start_step: int, latent_dim: int):
             step += 1
 
 
-def _step_statistics(log_px: torch.Tensor, kl_per_dim: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-    """``(2 + latent,)``: recon, objective, then the batch-mean KL of each latent (nats per example).
-
-    Only what cannot be derived later: the total KL and the ELBO follow from these on the
-    host, at :meth:`_StepLog.sync`, which keeps the training step a few ops shorter.
-    """
-    with torch.no_grad():
-        return torch.cat([torch.stack([-log_px.mean(), loss.detach()]), kl_per_dim.mean(0)])
-
-
 class _StepLog:
-    """Per-step statistics of one or more runs, kept in a device buffer.
+    """Per-step statistics of one or more runs, reduced and checked every ``sync_every`` steps.
 
-    The buffer is copied to the host, checked for NaN/inf and appended to the histories
-    every ``sync_every`` steps: one synchronisation instead of one per step.
+    A step only keeps references to its per-example ``log p(x|z)`` and KL and to its
+    loss; no device op runs on the hot path. Every ``sync_every`` steps the buffered
+    steps are reduced over the batch in a few batched ops, copied to the host in one
+    synchronisation, checked for NaN/inf and appended to the histories.
     """
 
     _TERMS = ("weight", "reconstruction term", "KL term", "objective", "ELBO")
 
-    def __init__(self, histories, *, sync_every: int, device, bar, start_time: float, kept: str, labels=None):
+    def __init__(self, histories, *, sync_every: int, bar, start_time: float, kept: str, labels=None):
         self.histories, self.bar, self.start_time, self.kept = histories, bar, start_time, kept
         self.labels = labels or [""] * len(histories)
-        n_stats = 2 + histories[0].latent_dim
-        self.buffer = torch.zeros(sync_every, len(histories), n_stats, dtype=torch.float64, device=device)
+        self.sync_every = sync_every
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.weights = np.zeros((sync_every, len(histories)))  # known on the host: never copied to the device
         self.steps: list[tuple[int, int]] = []
 
     @property
     def full(self) -> bool:
-        return len(self.steps) == self.buffer.shape[0]
+        return len(self.steps) == self.sync_every
 
-    def record(self, step: int, epoch: int, weight, statistics: torch.Tensor) -> None:
-        """``weight``: the KL weight (a float, or a host array with one per run); ``statistics``: from
-        :func:`_step_statistics`, ``(2 + latent,)`` or ``(runs, 2 + latent)``."""
-        self.buffer[len(self.steps)] = statistics
+    def record(self, step: int, epoch: int, weight, log_px: torch.Tensor, kl_per_dim: torch.Tensor, loss: torch.Tensor) -> None:
+        """One step: ``weight`` is the KL weight (a float, or a host array with one per run);
+        ``log_px`` ``([runs,] batch)``, ``kl_per_dim`` ``([runs,] batch, latent)`` and ``loss``
+        ``([runs])`` are that step's tensors, kept by reference until :meth:`sync`."""
+        self.pending.append((log_px, kl_per_dim, loss))
         self.weights[len(self.steps)] = weight
         self.steps.append((step, epoch))
+
+    def _reduce(self) -> np.ndarray:
+        """``(steps, runs, 2 + latent)`` float64: recon, objective, then the batch-mean KL per latent."""
+        parts = []
+        with torch.no_grad():
+            # Steps of one batch size are stacked and reduced together; only an epoch's last
+            # batch may be shorter, and it ends a group.
+            for _, group in itertools.groupby(self.pending, key=lambda tensors: tuple(tensors[0].shape)):
+                log_px, kl_per_dim, loss = (torch.stack(column) for column in zip(*group))
+                if loss.dim() == 1:  # a single run: add the run axis
+                    log_px, kl_per_dim, loss = log_px.unsqueeze(1), kl_per_dim.unsqueeze(1), loss.unsqueeze(1)
+                parts.append(torch.cat([-log_px.mean(-1, keepdim=True), loss.unsqueeze(-1), kl_per_dim.mean(-2)], dim=-1))
+            return torch.cat(parts).cpu().double().numpy()
 
     def sync(self) -> None:
         """Copy buffered statistics to the host, check them, extend the histories."""
         if not self.steps:
             return
         n = len(self.steps)
-        raw = self.buffer[:n].cpu().numpy()
+        raw = self._reduce()
+        self.pending.clear()
         recon, objective, kl_dims = raw[..., 0], raw[..., 1], raw[..., 2:]
         kl = kl_dims.sum(axis=2)
         # (steps, runs, 5 + latent): weight, recon, kl, objective, elbo, then the KL per latent
@@ -500,7 +508,7 @@ def fit(
 
     bar = _progress_bar(plan.total_steps, step, progress)
     log = _StepLog(
-        [history], sync_every=sync_every, device=plan.device, bar=bar,
+        [history], sync_every=sync_every, bar=bar,
         start_time=time.perf_counter() - (history["time"][-1] if len(history) else 0.0),
         kept=f"the last good checkpoint {path} was kept" if path is not None else "no checkpoint was written",
     )
@@ -522,7 +530,7 @@ def fit(
                 if clip_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
                 optimizer.step()
-                log.record(step, epoch, weights[step], _step_statistics(out.log_px, out.kl_per_dim, loss))
+                log.record(step, epoch, weights[step], out.log_px, out.kl_per_dim, loss)
                 step += 1
                 if step % plan.steps_per_epoch == 0:
                     log.sync()
