@@ -36,11 +36,13 @@ def no_validation() -> Iterator[None]:
         _VALIDATE = previous
 
 
-def check_tensor(name: str, value, *, min_dim: int = 0, finite: bool = True) -> torch.Tensor:
+def check_tensor(
+    name: str, value, *, min_dim: int = 0, support: tuple[float, float] | None = None, open_interval: bool = False
+) -> torch.Tensor:
     """Require a floating-point tensor with at least ``min_dim`` dimensions and no NaN/inf.
 
-    ``finite=False`` leaves the value check to a following :func:`check_support` with
-    finite bounds, which rejects NaN and inf too: one pass over the data instead of two.
+    With ``support=(low, high)`` the values must also lie in that interval (open when
+    ``open_interval``), checked from the same single pass over the data.
     """
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -50,9 +52,14 @@ def check_tensor(name: str, value, *, min_dim: int = 0, finite: bool = True) -> 
         raise ValueError(
             f"{name} must have at least {min_dim} dimension(s) (batch first), got shape {tuple(value.shape)}"
         )
-    if finite and _VALIDATE and not all(math.isfinite(v) for v in _value_range(value)):
-        n_bad = int((~torch.isfinite(value)).sum())
-        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite values")
+    if _VALIDATE:
+        smallest, largest = _value_range(value)
+        if not (math.isfinite(smallest) and math.isfinite(largest)):
+            n_bad = int((~torch.isfinite(value)).sum())
+            where = "" if support is None else f" in {_interval(*support, open_interval)}"
+            raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite values{where}")
+        if support is not None:
+            _require_within(name, smallest, largest, *support, open_interval)
     return value
 
 
@@ -80,20 +87,20 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
 
 def check_support(name: str, value: torch.Tensor, low: float, high: float, *, open_interval: bool = False) -> None:
     """Require ``low <= value <= high`` (or strict inequalities when ``open_interval``)."""
-    if not _VALIDATE:
-        return
-    smallest, largest = _value_range(value)
-    if math.isfinite(low) and math.isfinite(high) and not (math.isfinite(smallest) and math.isfinite(largest)):
-        n_bad = int((~torch.isfinite(value)).sum())
-        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite values in [{low:g}, {high:g}]")
-    if open_interval:
-        ok = smallest > low and largest < high
-        interval = f"the open interval ({low:g}, {high:g})"
-    else:
-        ok = smallest >= low and largest <= high
-        interval = f"[{low:g}, {high:g}]"
+    if _VALIDATE:
+        _require_within(name, *_value_range(value), low, high, open_interval)  # NaN fails every comparison
+
+
+def _interval(low: float, high: float, open_interval: bool) -> str:
+    return f"the open interval ({low:g}, {high:g})" if open_interval else f"[{low:g}, {high:g}]"
+
+
+def _require_within(name: str, smallest: float, largest: float, low: float, high: float, open_interval: bool) -> None:
+    ok = (smallest > low and largest < high) if open_interval else (smallest >= low and largest <= high)
     if not ok:
-        raise ValueError(f"{name} must lie in {interval}; got values from {smallest:g} to {largest:g}")
+        raise ValueError(
+            f"{name} must lie in {_interval(low, high, open_interval)}; got values from {smallest:g} to {largest:g}"
+        )
 
 
 def check_positive(name: str, value, *, allow_zero: bool = False) -> float:

@@ -47,7 +47,7 @@ from typing import Iterable, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from vaelab._checks import check_choice, check_positive, check_positive_int, check_support, check_tensor
+from vaelab._checks import check_choice, check_positive, check_positive_int, check_tensor
 
 __all__ = [
     "CHECKSUMS",
@@ -420,9 +420,8 @@ def binarize(
     Returns:
         Same shape as ``images``, float32, values in ``{0, 1}``.
     """
-    check_tensor("images", images)
+    check_tensor("images", images, support=(0.0, 1.0))
     check_choice("method", method, ("threshold", "sample"))
-    check_support("images", images, 0.0, 1.0)
     if method == "threshold":
         threshold = check_positive("threshold", threshold, allow_zero=True)
         if threshold > 1:

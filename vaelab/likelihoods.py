@@ -40,11 +40,9 @@ def _reduce(log_prob: torch.Tensor, per_dim: bool) -> torch.Tensor:
 
 
 def _check_data_and_param(x, x_name, param, param_name, *, low=None, high=None, open_interval=False):
-    check_tensor(x_name, x, min_dim=1)
+    check_tensor(x_name, x, min_dim=1, support=None if low is None else (low, high), open_interval=open_interval)
     check_tensor(param_name, param, min_dim=1)
     check_same_shape(x_name, x, param_name, param)
-    if low is not None:
-        check_support(x_name, x, low, high, open_interval=open_interval)
 
 
 # --------------------------------------------------------------------------- Bernoulli
@@ -165,8 +163,7 @@ def cb_logits_from_mean(mean: torch.Tensor, *, iterations: int = 200) -> torch.T
     Returns:
         Logits with the dtype and device of ``mean``.
     """
-    check_tensor("mean", mean)
-    check_support("mean", mean, 0.0, 1.0, open_interval=True)
+    check_tensor("mean", mean, support=(0.0, 1.0), open_interval=True)
     m = mean.detach().to(torch.float64)
     bound = 2.0 / torch.minimum(m, 1.0 - m) + 1.0
     low, high = -bound, bound.clone()

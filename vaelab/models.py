@@ -19,7 +19,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_positive_int, check_support, check_tensor
+from ._checks import check_choice, check_positive_int, check_tensor
 from .divergences import gaussian_kl
 from .likelihoods import (
     bernoulli_log_prob,
@@ -201,14 +201,12 @@ class VAE(nn.Module):
 
     def check_input(self, x) -> None:
         """Raise a clear error if ``x`` is not a batch of this model's images."""
-        check_tensor("x", x, min_dim=1, finite=self.head.support is None)  # else check_support rejects NaN/inf
+        check_tensor("x", x, min_dim=1, support=self.head.support)
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(
                 f"x must have shape (batch, {', '.join(map(str, self.data_shape))}) for this model; "
                 f"got {tuple(x.shape)}"
             )
-        if self.head.support is not None:
-            check_support("x", x, *self.head.support)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)``, each ``(batch, latent)``."""

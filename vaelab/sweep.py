@@ -216,12 +216,11 @@ def sweep(
         return (out.params if score_stacked else out.log_px), out.kl_per_dim
 
     def one_loss(log_px, kl_per_dim, weight, target):
-        loss = training_loss(
+        return training_loss(
             log_px, kl_per_dim, data_dim=template.data_dim, weight=weight, recon_dims=recon_dims,
             kl_dims=kl_dims, free_bits=free_bits, free_bits_per_dimension=free_bits_per_dimension,
             capacity=target, gamma=gamma,
         )
-        return loss
 
     all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
     all_losses = vmap(one_loss, in_dims=(0, 0, 0, None))
