@@ -287,10 +287,10 @@ def test_fashion_mnist_reads_its_own_folder(monkeypatch, tmp_path):
 def test_repeated_loads_are_memoised_but_return_fresh_tensors(monkeypatch, tmp_path):
     _write_idx_set(monkeypatch, tmp_path, "mnist")
     first, _ = data.mnist("train", root=tmp_path)
-    hits = data._read_idx_cached.cache_info().hits
+    hits = data.images._read_idx_cached.cache_info().hits
     first.zero_()
     second, _ = data.mnist("train", root=tmp_path)
-    assert data._read_idx_cached.cache_info().hits == hits + 2
+    assert data.images._read_idx_cached.cache_info().hits == hits + 2
     assert second.max().item() == 1.0
 
 
@@ -472,7 +472,7 @@ def test_dsprites_like_factors_are_on_the_grid_without_repeats():
 def test_grid_order_matches_the_real_file():
     # the real latents_classes enumerate the grid in C order: shape slowest, pos_y fastest
     expected = torch.cartesian_prod(*(torch.arange(size) for size in data.DSPRITES_FACTORS.values()))
-    assert torch.equal(data._grid_factors(torch.arange(len(expected))), expected)
+    assert torch.equal(data.sprites._grid_factors(torch.arange(len(expected))), expected)
 
 
 def test_dsprites_like_is_determined_by_the_seed():
@@ -539,8 +539,8 @@ def fake_dsprites(monkeypatch, tmp_path):
     path.parent.mkdir()
     np.savez_compressed(path, imgs=imgs, latents_classes=classes, latents_values=classes.astype(np.float64))
     digest = hashlib.md5(path.read_bytes()).hexdigest()
-    monkeypatch.setitem(data.CHECKSUMS, data._DSPRITES_FILE, data.Checksum("md5", digest))
-    monkeypatch.setattr(data, "_CHUNK", 4)  # stream the file in several blocks
+    monkeypatch.setitem(data.CHECKSUMS, data.files.DSPRITES_FILE, data.Checksum("md5", digest))
+    monkeypatch.setattr(data.sprites, "_CHUNK", 4)  # stream the file in several blocks
     return tmp_path, imgs, classes
 
 
@@ -563,7 +563,7 @@ def test_dsprites_subset_keeps_images_and_factors_aligned(fake_dsprites):
 
 def test_dsprites_is_verified_by_md5(fake_dsprites, monkeypatch):
     root, _, _ = fake_dsprites
-    monkeypatch.setitem(data.CHECKSUMS, data._DSPRITES_FILE, data.Checksum("md5", "0" * 32))
+    monkeypatch.setitem(data.CHECKSUMS, data.files.DSPRITES_FILE, data.Checksum("md5", "0" * 32))
     with pytest.raises(data.DataIntegrityError, match="expected md5 0{32}"):
         data.dsprites(root=root)
 

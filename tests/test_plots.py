@@ -39,7 +39,7 @@ def test_image_grid_places_each_image():
 def test_plot_history_draws_kl_and_weight_on_a_twin_axis():
     model = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2, seed=0)
     data = torch.linspace(0, 1, 40 * 16).reshape(40, 1, 4, 4)
-    history = vaelab.fit(model, data, epochs=2, batch_size=10, schedule=vaelab.linear(8), progress=False, test_data=data)
+    history = vaelab.fit(model, data, epochs=2, batch_size=10, objective=vaelab.Objective(beta=vaelab.linear(8)), progress=False, test_data=data)
     ax_recon, ax_kl, ax_weight = history.plot(smooth=1)
     np.testing.assert_allclose(ax_kl.lines[0].get_ydata(), history["kl"])
     np.testing.assert_allclose(ax_weight.lines[0].get_ydata(), vaelab.linear(8)(np.arange(8)))

@@ -36,7 +36,7 @@ def test_beta_sweep_equals_separate_fits():
     assert len(histories) == 3 and len(histories[0]) == 15  # 3 epochs of ceil(96 / 20) steps
     for beta, swept, history in zip(betas, models, histories):
         separate = model()
-        reference = vaelab.fit(separate, DATA, schedule=vaelab.constant(beta), **OPTIONS)
+        reference = vaelab.fit(separate, DATA, objective=vaelab.Objective(beta=beta), **OPTIONS)
         assert_same_run(swept, history, separate, reference)
     # and the configurations really differ: a larger beta buys a smaller KL (0.052, 0.024, 0.015 nats)
     kl = [h["kl"][-5:].mean() for h in histories]
@@ -45,12 +45,13 @@ def test_beta_sweep_equals_separate_fits():
 
 def test_schedule_sweep_with_dynamic_binarisation_and_free_bits_equals_separate_fits():
     schedules = [vaelab.linear(10), vaelab.cyclical(12, n_cycles=2), vaelab.delayed_linear(4, 8)]
-    options = dict(OPTIONS, binarize="dynamic", free_bits=0.1)
+    options = dict(OPTIONS, binarize="dynamic")
+    objectives = [vaelab.Objective(beta=schedule, free_bits=0.1) for schedule in schedules]
     models = [model() for _ in schedules]
-    histories = vaelab.sweep(models, DATA, schedules=schedules, **options)
-    for schedule, swept, history in zip(schedules, models, histories):
+    histories = vaelab.sweep(models, DATA, objectives=objectives, **options)
+    for schedule, objective, swept, history in zip(schedules, objectives, models, histories):
         separate = model()
-        reference = vaelab.fit(separate, DATA, schedule=schedule, **options)
+        reference = vaelab.fit(separate, DATA, objective=objective, **options)
         np.testing.assert_allclose(history["weight"], schedule(np.arange(15)))
         assert_same_run(swept, history, separate, reference)
 
@@ -77,8 +78,38 @@ def test_sweeps_of_other_heads_equal_separate_fits(likelihood):
     histories = vaelab.sweep(models, DATA, betas=betas, **options)
     for beta, swept, history in zip(betas, models, histories):
         separate = make()
-        reference = vaelab.fit(separate, DATA, schedule=vaelab.constant(beta), **options)
+        reference = vaelab.fit(separate, DATA, objective=vaelab.Objective(beta=beta), **options)
         assert_same_run(swept, history, separate, reference)
+
+def test_objectives_of_different_forms_in_one_sweep_equal_separate_fits():
+    # reductions, free bits and a capacity target differ per configuration: one vmapped loss per form
+    objectives = [
+        vaelab.Objective(beta=2.0),
+        vaelab.Objective(recon_dims="mean", kl_dims="mean"),
+        vaelab.Objective(free_bits=0.2),
+        vaelab.Objective(capacity=vaelab.capacity(10, stop=3.0), gamma=5.0),
+        vaelab.Objective(beta=0.5),
+    ]
+    options = dict(OPTIONS, max_steps=8)
+    models = [model() for _ in objectives]
+    histories = vaelab.sweep(models, DATA, objectives=objectives, **options)
+    for objective, swept, history in zip(objectives, models, histories):
+        separate = model()
+        reference = vaelab.fit(separate, DATA, objective=objective, **options)
+        assert_same_run(swept, history, separate, reference)
+    assert histories[1]["objective"][-1] < histories[0]["objective"][-1] / 5  # the mean convention is another scale
+
+
+def test_sweep_shows_fits_keyword_arguments():
+    import inspect
+
+    shown = inspect.signature(vaelab.sweep).parameters
+    for name in ("objectives", "betas", "test_data", "epochs", "batch_size", "lr", "binarize", "seed", "progress"):
+        assert name in shown
+    assert "checkpoint_dir" not in shown and "options" not in shown
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'epoch'; it takes test_data, epochs"):
+        vaelab.sweep([model(), model()], DATA, epoch=2)
+
 
 def test_convolutional_sweep_equals_separate_fits():
     data = DATA[:, :, :4, :4].contiguous()
@@ -87,7 +118,7 @@ def test_convolutional_sweep_equals_separate_fits():
     histories = vaelab.sweep(models, data, betas=[0.5, 2.0], **dict(OPTIONS, test_data=None, max_steps=6))
     for beta, swept, history in zip([0.5, 2.0], models, histories):
         separate = make()
-        reference = vaelab.fit(separate, data, schedule=vaelab.constant(beta), **dict(OPTIONS, test_data=None, max_steps=6))
+        reference = vaelab.fit(separate, data, objective=vaelab.Objective(beta=beta), **dict(OPTIONS, test_data=None, max_steps=6))
         for a, b in zip(swept.parameters(), separate.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(history["objective"], reference["objective"], rtol=1e-4)
@@ -120,8 +151,13 @@ def test_a_diverging_configuration_is_named():
         (lambda: [model()] * 2, {}, r"models\[0\] and models\[1\] are the same object"),
         (lambda: model(), {}, r"models must be a non-empty list of vaelab VAEs"),
         (lambda: [model(), model()], dict(betas=[1.0]), r"betas must give one KL weight per model: 2 models but 1 betas"),
-        (lambda: [model(), model()], dict(betas=[1.0, 2.0], schedules=[vaelab.linear(5)] * 2), r"pass betas .* or schedules"),
-        (lambda: [model(), model()], dict(schedules=[vaelab.linear(5), "linear"]), r"schedules\[1\] must be a vaelab schedule"),
+        (lambda: [model(), model()], dict(betas=[1.0, 2.0], objectives=[vaelab.Objective()] * 2),
+         r"pass objectives .* or betas"),
+        (lambda: [model(), model()], dict(objectives=[vaelab.Objective(), "linear"]),
+         r"objectives\[1\] must be a vaelab.Objective"),
+        (lambda: [model(), model()], dict(betas=[1.0, "linear"]), r"beta must be a real number"),
+        (lambda: [model(), model()], dict(objective=vaelab.Objective()), r"sweep does not take objective=: give one"),
+        (lambda: [model(), model()], dict(checkpoint_dir="x"), r"sweep does not take checkpoint_dir=.*use vaelab.fit"),
         (lambda: [model(), model()], dict(likelihood="gaussian"), r"likelihood='gaussian' does not match"),
     ],
 )

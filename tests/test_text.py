@@ -55,7 +55,7 @@ def test_training_learns_the_corpus_and_greedy_decoding_reproduces_it(latent_to)
     m = model(latent_to=latent_to, hidden_dim=32, embed_dim=16)
     data = Sentences(TOKENS.repeat(8, 1), LENGTHS.repeat(8))
     history = vaelab.fit(m, data, epochs=100, batch_size=24, lr=1e-2, progress=False, test_data=data,
-                         schedule=vaelab.constant(0.0))
+                         objective=vaelab.Objective(beta=0.0))
     assert history.epochs["test_recon"][-1] < 0.1 * history.epochs["test_recon"][0]
     mu, _ = m.encode(TOKENS, LENGTHS)
     decoded = m.generate(mu, max_length=6)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import vaelab
+import vaelab.objective as objective_module
 import vaelab.train as train_module
 
 SHAPE = (1, 6, 6)
@@ -17,8 +18,15 @@ def model(seed=0, likelihood="bernoulli"):
     return vaelab.mlp_vae(data_shape=SHAPE, hidden=(16,), latent_dim=3, likelihood=likelihood, seed=seed)
 
 
+OBJECTIVE_FIELDS = ("beta", "recon_dims", "kl_dims", "free_bits", "capacity", "gamma")
+
+
 def run(**kwargs):
+    """fit a small model; objective fields among ``kwargs`` make its Objective."""
     m = model(kwargs.pop("model_seed", 0))
+    fields = {k: kwargs.pop(k) for k in OBJECTIVE_FIELDS if k in kwargs}
+    if fields:
+        kwargs["objective"] = vaelab.Objective(**fields)
     options = dict(epochs=3, batch_size=20, lr=3e-3, progress=False, sync_every=4, test_data=TEST)
     options.update(kwargs)
     return m, vaelab.fit(m, DATA, **options)
@@ -39,7 +47,7 @@ def test_same_seed_gives_bit_identical_results_and_another_seed_does_not():
 
 def test_history_records_every_step_and_epoch():
     schedule = vaelab.linear(10)
-    _, h = run(schedule=schedule)
+    _, h = run(beta=schedule)
     assert len(h) == 3 * 5  # ceil(96 / 20) = 5 steps per epoch
     np.testing.assert_array_equal(h["step"], np.arange(15))
     np.testing.assert_allclose(h["weight"], schedule(np.arange(15)))
@@ -79,7 +87,7 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     m_full, h_full = run(checkpoint_dir=tmp_path / "full", checkpoint_every=4)
 
     calls = {"n": 0}
-    real_loss = train_module.training_loss
+    real_loss = objective_module.training_loss
 
     def crash_at_step_11(*args, **kwargs):
         calls["n"] += 1
@@ -87,10 +95,10 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated disconnect")
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "training_loss", crash_at_step_11)
+    monkeypatch.setattr(objective_module, "training_loss", crash_at_step_11)
     with pytest.raises(KeyboardInterrupt):
         run(checkpoint_dir=tmp_path / "cut", checkpoint_every=4)
-    monkeypatch.setattr(train_module, "training_loss", real_loss)
+    monkeypatch.setattr(objective_module, "training_loss", real_loss)
     assert vaelab.load_checkpoint(tmp_path / "cut" / "latest.pt")["step"] == 8
 
     m_resumed, h_resumed = run(checkpoint_dir=tmp_path / "cut", checkpoint_every=4, model_seed=99)
@@ -104,7 +112,7 @@ def test_resume_refuses_another_model_or_other_settings(tmp_path):
     other = vaelab.mlp_vae(data_shape=SHAPE, hidden=(8,), latent_dim=3, seed=0)
     with pytest.raises(ValueError, match="was saved from a different model"):
         vaelab.fit(other, DATA, checkpoint_dir=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match=r"different run.*batch_size: checkpoint 20, this call 32"):
         vaelab.fit(model(), DATA, checkpoint_dir=tmp_path, batch_size=32, lr=3e-3, progress=False)
 
 
@@ -167,7 +175,8 @@ def test_dynamic_binarisation_resamples_each_epoch():
         (dict(epochs=0), r"epochs must be an integer >= 1"),
         (dict(checkpoint_every=5), r"checkpoint_every needs a checkpoint_dir"),
         (dict(binarize="static"), r"binarize must be one of"),
-        (dict(schedule=lambda s: s - 5.0), r"schedule must give one finite weight >= 0 per step"),
+        (dict(objective=vaelab.Objective(beta=lambda s: s - 5.0)), r"beta must give one finite value >= 0 per step"),
+        (dict(objective=2.0), r"objective must be a vaelab.Objective, e.g. vaelab.Objective\(beta=4.0\); got 2.0"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -1,9 +1,38 @@
 """vaelab: how to weight the KL term against the reconstruction term, and why.
 
-The companion package of the vaelab book. Everything a chapter calls is importable
-from here; matplotlib is only imported by :mod:`vaelab.plots`.
+The companion package of the vaelab book. Everything a chapter calls is importable from
+here, and the submodules (``vaelab.data``, ``vaelab.plots``, ...) are attributes of the
+package, imported on first use, so that ``import vaelab`` stays light: matplotlib is
+only imported by :mod:`vaelab.plots`.
+
+======================  =============================================================
+module                  holds
+======================  =============================================================
+``likelihoods``         log-likelihoods of the decoders (Bernoulli, continuous
+                        Bernoulli, Gaussian, Beta)
+``divergences``         the Gaussian KL and free bits
+``ledger``              sum/mean conventions, their effective beta and implied sigma²
+``objective``           :class:`Objective`: what a run minimises
+``schedules``           KL-weight schedules
+``data``                MNIST, Fashion-MNIST, PTB, dSprites as whole tensors
+``models``              decoder heads, image VAEs, the sentence VAE
+``train``, ``sweep``    :func:`fit` and :func:`sweep`
+``engine``              what ``fit`` and ``sweep`` share (checks, minibatches, optimiser)
+``history``             :class:`History`: what training records
+``checkpoints``         the checkpoint format and the record that guards resuming
+``metrics``             held-out estimates and latent diagnostics
+``plots``               figures (imports matplotlib)
+``notebook``            :func:`glue`, for quoting computed numbers in the text
+``scale``, ``batching`` the scale switch; devices, minibatches, seeds
+======================  =============================================================
 """
+import importlib as _importlib
+
+from .batching import pick_device
+from .checkpoints import load_checkpoint
 from .divergences import free_bits, gaussian_kl
+from .history import History, TrainingDiverged
+from .ledger import beta_from_norm, beta_norm, effective_beta, implied_sigma2, reduce_loss
 from .likelihoods import (
     bernoulli_log_prob,
     beta_log_prob,
@@ -14,14 +43,78 @@ from .likelihoods import (
     gaussian_log_prob,
     optimal_log_sigma,
 )
-from .objective import beta_from_norm, beta_norm, effective_beta, implied_sigma2, kl_penalty, reduce_loss
+from .metrics import active_units, elbo, iw_log_likelihood, kl_per_dim, mig, mig_from_codes, mutual_information
+from .models import VAE, GaussianHead, SentenceVAE, VAEOutput, conv_vae, mlp_vae
+from .notebook import glue
+from .objective import Objective, kl_penalty, training_loss
 from .scale import by_scale, get_scale
-from .schedules import capacity, constant, cyclical, delayed_linear, linear
+from .schedules import Schedule, capacity, constant, cyclical, delayed_linear, linear
+from .sweep import sweep
+from .train import fit
 
 __version__ = "0.1.0"
-from .batching import pick_device
-from .metrics import active_units, elbo, iw_log_likelihood, kl_per_dim, mig, mig_from_codes, mutual_information
-from .models import VAE, VAEOutput, conv_vae, mlp_vae
-from .train import History, TrainingDiverged, fit, load_checkpoint
-from .sweep import sweep
-from .text import SentenceVAE
+
+__all__ = [
+    "History",
+    "GaussianHead",
+    "Objective",
+    "Schedule",
+    "SentenceVAE",
+    "TrainingDiverged",
+    "VAE",
+    "VAEOutput",
+    "active_units",
+    "bernoulli_log_prob",
+    "beta_from_norm",
+    "beta_log_prob",
+    "beta_norm",
+    "by_scale",
+    "capacity",
+    "cb_log_norm",
+    "cb_logits_from_mean",
+    "cb_mean",
+    "constant",
+    "continuous_bernoulli_log_prob",
+    "conv_vae",
+    "cyclical",
+    "delayed_linear",
+    "effective_beta",
+    "elbo",
+    "fit",
+    "free_bits",
+    "gaussian_kl",
+    "gaussian_log_prob",
+    "get_scale",
+    "glue",
+    "implied_sigma2",
+    "iw_log_likelihood",
+    "kl_penalty",
+    "kl_per_dim",
+    "linear",
+    "load_checkpoint",
+    "mig",
+    "mig_from_codes",
+    "mlp_vae",
+    "mutual_information",
+    "optimal_log_sigma",
+    "pick_device",
+    "reduce_loss",
+    "sweep",
+    "training_loss",
+]
+
+#: Submodules reachable as attributes after a plain ``import vaelab`` (imported on first use).
+SUBMODULES = (
+    "batching", "checkpoints", "data", "divergences", "engine", "history", "ledger", "likelihoods", "metrics",
+    "models", "notebook", "objective", "plots", "scale", "schedules", "sweep", "train",
+)
+
+
+def __getattr__(name: str):
+    if name in SUBMODULES:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(SUBMODULES))

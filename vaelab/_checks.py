@@ -45,9 +45,12 @@ def check_tensor(
     ``open_interval``), checked from the same single pass over the data.
     """
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+        hint = f"; convert it with torch.from_numpy({name})" if type(value).__module__ == "numpy" else ""
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}{hint}")
     if not value.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+        hint = (f"; for 8-bit images use {name}.float() / 255" if value.dtype == torch.uint8
+                else f"; convert it with {name}.float()")
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}{hint}")
     if value.dim() < min_dim:
         raise ValueError(
             f"{name} must have at least {min_dim} dimension(s) (batch first), got shape {tuple(value.shape)}"
@@ -98,8 +101,13 @@ def _interval(low: float, high: float, open_interval: bool) -> str:
 def _require_within(name: str, smallest: float, largest: float, low: float, high: float, open_interval: bool) -> None:
     ok = (smallest > low and largest < high) if open_interval else (smallest >= low and largest <= high)
     if not ok:
+        if (low, high) == (0.0, 1.0) and 1 < largest <= 255 and smallest >= 0:
+            hint = f": they look like 8-bit grey levels, so divide by 255 ({name} / 255)"
+        else:
+            hint = (": rescale the data into that interval, or use a likelihood whose support covers it "
+                    "(a Gaussian has no bounds)")
         raise ValueError(
-            f"{name} must lie in {_interval(low, high, open_interval)}; got values from {smallest:g} to {largest:g}"
+            f"{name} must lie in {_interval(low, high, open_interval)}; got values from {smallest:g} to {largest:g}{hint}"
         )
 
 

@@ -1,77 +1,28 @@
-"""The one place where per-example terms become a scalar loss, and its ledger.
+"""The training objective: what :func:`vaelab.fit` and :func:`vaelab.sweep` minimise.
 
-Practitioners write VAE losses as ``a * R + w * K``: a reconstruction loss ``R`` reduced
-by ``sum`` or ``mean`` over pixels and then over the batch, and a KL ``K`` reduced by
-``sum`` or ``mean`` over latent dimensions and then over the batch. Every such choice is
-the per-example ELBO (sum over pixels, sum over latents, mean over the batch) with a
-*different KL weight* and a different overall scale. :func:`reduce_loss` computes such a
-loss; :func:`effective_beta` reads off the KL weight it implies (the "loss-scale
-ledger" of chapter 1), and :func:`implied_sigma2` the Gaussian variance that a
-squared-error loss implies (chapter 2).
+:class:`Objective` is one value that says everything about the loss of a run: the KL
+weight ``beta`` (a number or a schedule), the reductions over pixels and latents (the
+conventions of the ledger, :mod:`vaelab.ledger`), and the alternative KL penalties, free
+bits (Kingma et al. 2016) and a capacity target (Burgess et al. 2018). ``fit`` takes one;
+``sweep`` takes one per configuration. The per-example terms become a scalar in one
+place, :func:`training_loss`.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable, Union
+
+import numpy as np
 import torch
 
-from ._checks import check_choice, check_positive, check_positive_int, check_tensor
+from ._checks import check_choice, check_positive, check_tensor
 from .divergences import free_bits as _free_bits
+from .ledger import REDUCTIONS
 
-__all__ = [
-    "reduce_loss",
-    "kl_penalty",
-    "training_loss",
-    "effective_beta",
-    "implied_sigma2",
-    "beta_norm",
-    "beta_from_norm",
-]
+__all__ = ["Objective", "kl_penalty", "training_loss"]
 
-_REDUCTIONS = ("sum", "mean")
-
-
-def _reduce_over(term: torch.Tensor, *, dims: str, batch: str, dims_name: str, batch_name: str) -> torch.Tensor:
-    check_choice(dims_name, dims, _REDUCTIONS)
-    check_choice(batch_name, batch, _REDUCTIONS)
-    per_example = term.flatten(1).sum(1) if dims == "sum" else term.flatten(1).mean(1)
-    return per_example.sum() if batch == "sum" else per_example.mean()
-
-
-def reduce_loss(
-    recon_per_dim: torch.Tensor,
-    kl_per_dim: torch.Tensor,
-    *,
-    recon_weight: float = 1.0,
-    kl_weight: float = 1.0,
-    recon_dims: str = "sum",
-    recon_batch: str = "mean",
-    kl_dims: str = "sum",
-    kl_batch: str = "mean",
-) -> torch.Tensor:
-    """``recon_weight * R + kl_weight * K`` for any sum/mean convention.
-
-    The defaults give the negative per-example ELBO averaged over the batch, the
-    reference every other convention is measured against (:func:`effective_beta`).
-
-    Args:
-        recon_per_dim: ``(batch, *data_shape)`` per-pixel reconstruction loss, e.g. the
-            negative log-likelihood ``-log p(x_d | z)`` in nats, or a squared error.
-        kl_per_dim: ``(batch, latent)`` from :func:`vaelab.gaussian_kl`, nats.
-        recon_weight, kl_weight: the weights ``a`` and ``w`` of the two terms.
-        recon_dims, recon_batch: ``"sum"`` or ``"mean"`` over pixels, then over the batch.
-        kl_dims, kl_batch: ``"sum"`` or ``"mean"`` over latent dimensions, then the batch.
-
-    Returns:
-        0-dim tensor.
-    """
-    check_tensor("recon_per_dim", recon_per_dim, min_dim=2)
-    check_tensor("kl_per_dim", kl_per_dim, min_dim=2)
-    if recon_per_dim.shape[0] != kl_per_dim.shape[0]:
-        raise ValueError(
-            f"recon_per_dim has batch size {recon_per_dim.shape[0]} but kl_per_dim has {kl_per_dim.shape[0]}"
-        )
-    recon = _reduce_over(recon_per_dim, dims=recon_dims, batch=recon_batch, dims_name="recon_dims", batch_name="recon_batch")
-    kl = _reduce_over(kl_per_dim, dims=kl_dims, batch=kl_batch, dims_name="kl_dims", batch_name="kl_batch")
-    return recon_weight * recon + kl_weight * kl
+#: A weight or target per step: a number, or a schedule ``step -> value`` such as :func:`vaelab.linear`.
+PerStep = Union[float, Callable]
 
 
 def kl_penalty(
@@ -109,7 +60,7 @@ def kl_penalty(
             raise ValueError("capacity is a target for the total KL; use kl_dims='sum'")
         gamma = check_positive("gamma", gamma)
         return gamma * (kl_per_dim.sum(dim=1).mean() - capacity).abs()
-    check_choice("kl_dims", kl_dims, _REDUCTIONS)
+    check_choice("kl_dims", kl_dims, REDUCTIONS)
     per_example = kl_per_dim.sum(dim=1) if kl_dims == "sum" else kl_per_dim.mean(dim=1)
     return per_example.mean()
 
@@ -127,7 +78,7 @@ def training_loss(
     capacity: float | torch.Tensor | None = None,
     gamma: float = 1.0,
 ) -> torch.Tensor:
-    """The objective :func:`vaelab.fit` minimises: ``R + weight * K``, averaged over the batch.
+    """The loss :class:`Objective` computes for one step: ``R + weight * K``, averaged over the batch.
 
     ``R = -mean_n log p(x_n | z_n)``, divided by ``data_dim`` when ``recon_dims="mean"``
     (a mean over pixels is the per-example sum over ``N``); ``K`` is :func:`kl_penalty`.
@@ -141,7 +92,7 @@ def training_loss(
     Returns:
         0-dim tensor.
     """
-    check_choice("recon_dims", recon_dims, _REDUCTIONS)
+    check_choice("recon_dims", recon_dims, REDUCTIONS)
     recon = -log_px.mean()
     if recon_dims == "mean":
         recon = recon / data_dim
@@ -152,94 +103,104 @@ def training_loss(
     return recon + weight * kl
 
 
-def _scale(dims: str, batch: str, n_dims: int, batch_size: int | None, names: tuple[str, str]) -> float:
-    """The factor a reduction multiplies the (sum over dims, sum over batch) total by."""
-    check_choice(names[0], dims, _REDUCTIONS)
-    check_choice(names[1], batch, _REDUCTIONS)
-    factor = 1.0 / n_dims if dims == "mean" else 1.0
-    if batch == "mean":
-        factor /= batch_size
-    return factor
-
-
-def effective_beta(
-    *,
-    data_dim: int,
-    latent_dim: int,
-    batch_size: int | None = None,
-    recon_weight: float = 1.0,
-    kl_weight: float = 1.0,
-    recon_dims: str = "sum",
-    recon_batch: str = "mean",
-    kl_dims: str = "sum",
-    kl_batch: str = "mean",
-) -> float:
-    """The KL weight that a loss convention implies, relative to the per-example ELBO.
-
-    A loss ``a * R + w * K`` (see :func:`reduce_loss`) equals, up to a positive overall
-    factor that only rescales the learning rate, ``R_elbo + beta_eff * K_elbo`` with
-
-    ``beta_eff = (w * s_K) / (a * s_R)``,
-
-    where ``s_R`` is ``1/N`` for a mean over the ``N = data_dim`` pixels (else 1) times
-    ``1/B`` for a mean over the batch, and likewise ``s_K`` with ``M = latent_dim``.
-    Example: mean-over-pixels BCE plus a summed KL on MNIST gives ``beta_eff = 784``.
-
-    Args:
-        data_dim: ``N``, number of data dimensions per example (784 for MNIST).
-        latent_dim: ``M``, number of latent dimensions.
-        batch_size: ``B``; only needed when the two batch reductions differ.
-
-    Returns:
-        ``beta_eff`` (dimensionless; 1 is the ELBO).
-    """
-    data_dim = check_positive_int("data_dim", data_dim)
-    latent_dim = check_positive_int("latent_dim", latent_dim)
-    recon_weight = check_positive("recon_weight", recon_weight)
-    kl_weight = check_positive("kl_weight", kl_weight, allow_zero=True)
-    if recon_batch != kl_batch and batch_size is None:
+def per_step(value, total_steps: int, *, name: str) -> np.ndarray:
+    """``value`` at steps ``0 .. total_steps - 1``: ``(total_steps,)`` float64, each finite and >= 0."""
+    if callable(value):
+        values = np.asarray(value(np.arange(total_steps)), dtype=np.float64)
+    else:
+        values = np.full(total_steps, float(value))
+    if values.shape != (total_steps,) or not np.all(np.isfinite(values)) or np.any(values < 0):
         raise ValueError(
-            f"batch_size is needed when recon_batch ({recon_batch!r}) and kl_batch ({kl_batch!r}) differ: "
-            "the effective beta then depends on it"
+            f"{name} must give one finite value >= 0 per step; {value!r} does not (a schedule maps an array of "
+            "steps to an array of the same length, e.g. vaelab.linear(10_000))"
         )
-    # With equal batch reductions the batch factor cancels, so any batch_size will do.
-    batch_size = 1 if batch_size is None else check_positive_int("batch_size", batch_size)
-    s_recon = _scale(recon_dims, recon_batch, data_dim, batch_size, ("recon_dims", "recon_batch"))
-    s_kl = _scale(kl_dims, kl_batch, latent_dim, batch_size, ("kl_dims", "kl_batch"))
-    return (kl_weight * s_kl) / (recon_weight * s_recon)
+    return values
 
 
-def implied_sigma2(**convention) -> float:
-    """The Gaussian decoder variance that a squared-error reconstruction loss implies.
+def _describe(value) -> str:
+    """A readable, stable name of a number or schedule (a lambda has no stable repr)."""
+    if callable(value) and getattr(value, "__name__", "") == "<lambda>":
+        return "a lambda"
+    return repr(value)
 
-    With ``R`` built from per-pixel squared errors ``(x - x_hat)^2``, the loss is the
-    negative ELBO of a Gaussian decoder with fixed variance ``sigma^2`` (up to scale and
-    a constant) when ``1 / (2 sigma^2) = 1 / beta_eff``, so ``sigma^2 = beta_eff / 2``.
-    ``0.5 * SSE + KL`` implies ``sigma^2 = 1``; ``MSE(mean) + KL`` on MNIST implies
-    ``sigma^2 = 392``, a decoder told its pixels are noise (chapter 2).
 
-    Args:
-        **convention: the keyword arguments of :func:`effective_beta`.
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a training run minimises at step ``t``: ``R + beta(t) * K``, averaged over the batch.
 
-    Returns:
-        ``sigma^2`` in squared data units.
+    ``R = -log p(x | z)`` per example (divided by the number of pixels ``N`` when
+    ``recon_dims="mean"``); ``K`` is the KL summed over latents (averaged with
+    ``kl_dims="mean"``), or its free-bits or capacity form (:func:`kl_penalty`). The
+    defaults give the negative ELBO.
+
+    >>> Objective()                                  # the ELBO
+    Objective(beta=1.0, recon_dims='sum', kl_dims='sum', free_bits=None, free_bits_per_dimension=True, capacity=None, gamma=1.0)
+    >>> Objective(beta=4.0).beta                     # a beta-VAE
+    4.0
+
+    Annealing passes a schedule: ``Objective(beta=vaelab.linear(10_000))``.
+
+    Attributes:
+        beta: the KL weight, a number >= 0 or a schedule ``step -> weight``
+            (:mod:`vaelab.schedules`, or any callable mapping a NumPy array of steps to
+            weights).
+        recon_dims, kl_dims: ``"sum"`` (the ELBO) or ``"mean"`` over pixels / latents,
+            the conventions of the loss-scale ledger (chapter 1,
+            :func:`vaelab.effective_beta`).
+        free_bits: free-bits threshold in nats (Kingma et al. 2016), per latent dimension
+            unless ``free_bits_per_dimension=False``.
+        capacity: the KL target ``C`` in nats, a number or a schedule such as
+            :func:`vaelab.capacity`; the penalty is ``gamma * |K - C|`` (Burgess et al. 2018).
+        gamma: the weight of the capacity penalty.
     """
-    return effective_beta(**convention) / 2.0
 
+    beta: PerStep = 1.0
+    recon_dims: str = "sum"
+    kl_dims: str = "sum"
+    free_bits: float | None = None
+    free_bits_per_dimension: bool = True
+    capacity: PerStep | None = None
+    gamma: float = 1.0
 
-def beta_norm(beta: float, latent_dim: int, data_dim: int) -> float:
-    """Normalised beta of Higgins et al. (2017): ``beta_norm = beta * M / N``.
+    def __post_init__(self):
+        if not callable(self.beta):
+            object.__setattr__(self, "beta", check_positive("beta", self.beta, allow_zero=True))
+        check_choice("recon_dims", self.recon_dims, REDUCTIONS)
+        check_choice("kl_dims", self.kl_dims, REDUCTIONS)
+        if self.free_bits is not None and self.capacity is not None:
+            raise ValueError("free_bits and capacity are alternative KL penalties; give the Objective at most one of them")
+        if self.free_bits is not None:
+            object.__setattr__(self, "free_bits", check_positive("free_bits", self.free_bits, allow_zero=True))
+        if self.capacity is not None and not callable(self.capacity):
+            object.__setattr__(self, "capacity", check_positive("capacity", self.capacity, allow_zero=True))
+        if (self.free_bits is not None or self.capacity is not None) and self.kl_dims != "sum":
+            raise ValueError("free_bits and capacity are defined on the KL summed over latent dimensions; use kl_dims='sum'")
+        if not isinstance(self.free_bits_per_dimension, bool):
+            raise ValueError(f"free_bits_per_dimension must be True or False; got {self.free_bits_per_dimension!r}")
+        object.__setattr__(self, "gamma", check_positive("gamma", self.gamma))
 
-    Args:
-        beta: the KL weight against a summed reconstruction term.
-        latent_dim: ``M``.
-        data_dim: ``N``.
-    """
-    beta = check_positive("beta", beta, allow_zero=True)
-    return beta * check_positive_int("latent_dim", latent_dim) / check_positive_int("data_dim", data_dim)
+    def betas(self, total_steps: int) -> np.ndarray:
+        """The KL weight of steps ``0 .. total_steps - 1``: ``(total_steps,)`` float64."""
+        return per_step(self.beta, total_steps, name="beta")
 
+    def capacities(self, total_steps: int) -> np.ndarray | None:
+        """The capacity target of every step in nats, or ``None`` without one."""
+        return None if self.capacity is None else per_step(self.capacity, total_steps, name="capacity")
 
-def beta_from_norm(beta_norm: float, latent_dim: int, data_dim: int) -> float:
-    """Inverse of :func:`beta_norm`: ``beta = beta_norm * N / M``."""
-    beta_norm = check_positive("beta_norm", beta_norm, allow_zero=True)
-    return beta_norm * check_positive_int("data_dim", data_dim) / check_positive_int("latent_dim", latent_dim)
+    def loss(self, log_px: torch.Tensor, kl_per_dim: torch.Tensor, *, data_dim: int, beta, capacity=None) -> torch.Tensor:
+        """The loss of one step (:func:`training_loss`), given that step's ``beta`` and ``capacity``."""
+        return training_loss(
+            log_px, kl_per_dim, data_dim=data_dim, weight=beta, recon_dims=self.recon_dims, kl_dims=self.kl_dims,
+            free_bits=self.free_bits, free_bits_per_dimension=self.free_bits_per_dimension, capacity=capacity,
+            gamma=self.gamma,
+        )
+
+    @property
+    def form(self) -> tuple:
+        """Everything but the per-step numbers: objectives of one form differ only in ``beta`` and ``capacity`` values."""
+        return (self.recon_dims, self.kl_dims, self.free_bits, self.free_bits_per_dimension, self.capacity is None,
+                self.gamma)
+
+    def describe(self) -> dict:
+        """Every field as a plain value (schedules by their repr), for checkpoints and messages."""
+        return {f.name: _describe(getattr(self, f.name)) for f in dataclasses.fields(self)}

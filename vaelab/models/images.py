@@ -11,166 +11,18 @@ and vectorised sweeps that reproduce separate runs).
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
-from ._checks import check_choice, check_positive_int, check_tensor
-from .divergences import gaussian_kl
-from .likelihoods import (
-    bernoulli_log_prob,
-    beta_log_prob,
-    cb_mean,
-    continuous_bernoulli_log_prob,
-    gaussian_log_prob,
-    optimal_log_sigma,
-)
+from .._checks import check_choice, check_positive_int, check_tensor
+from ..divergences import gaussian_kl
+from .base import VAEOutput, seeded
+from .heads import LIKELIHOODS, make_head
 
-__all__ = [
-    "VAEOutput",
-    "VAE",
-    "mlp_vae",
-    "conv_vae",
-    "make_head",
-    "LIKELIHOODS",
-    "GAUSSIAN_SIGMAS",
-]
-
-LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "beta")
-GAUSSIAN_SIGMAS = ("fixed", "shared", "per_pixel", "optimal")
-
-
-class VAEOutput(NamedTuple):
-    """What one forward pass returns (all per example, nothing reduced over the batch).
-
-    Attributes:
-        log_px: ``(batch,)`` log-likelihood ``log p(x | z)`` in nats, one sample of ``z``.
-        kl_per_dim: ``(batch, latent)`` KL to the prior per latent dimension, nats.
-        mu, logvar: ``(batch, latent)`` posterior parameters.
-        z: ``(batch, latent)`` the sample used.
-        params: dict of decoder-distribution parameters, each ``(batch, *data_shape)``.
-    """
-
-    log_px: torch.Tensor
-    kl_per_dim: torch.Tensor
-    mu: torch.Tensor
-    logvar: torch.Tensor
-    z: torch.Tensor
-    params: dict
-
-
-# ------------------------------------------------------------------------- heads
-
-
-class BernoulliHead(nn.Module):
-    """Bernoulli decoder: one logit per pixel. ``mean = sigmoid(logits)``."""
-
-    likelihood = "bernoulli"
-    n_outputs = 1
-    support = (0.0, 1.0)
-
-    def params(self, out: torch.Tensor) -> dict:
-        return {"logits": out}
-
-    def log_prob(self, x: torch.Tensor, params: dict, *, per_dim: bool = False) -> torch.Tensor:
-        return bernoulli_log_prob(x, params["logits"], per_dim=per_dim)
-
-    def mean(self, params: dict) -> torch.Tensor:
-        return torch.sigmoid(params["logits"])
-
-
-class ContinuousBernoulliHead(BernoulliHead):
-    """Continuous-Bernoulli decoder (Loaiza-Ganem & Cunningham 2019). Its mean is :func:`cb_mean`, not ``lambda``."""
-
-    likelihood = "continuous_bernoulli"
-
-    def log_prob(self, x, params, *, per_dim=False):
-        return continuous_bernoulli_log_prob(x, params["logits"], per_dim=per_dim)
-
-    def mean(self, params):
-        return cb_mean(params["logits"])
-
-
-class GaussianHead(nn.Module):
-    """Gaussian decoder: a mean per pixel and a standard deviation that is
-
-    * ``"fixed"``: ``exp(log_sigma)``, a constant (MSE with a chosen weight);
-    * ``"shared"``: one learned scalar (sigma-VAE, Rybkin et al. 2021);
-    * ``"per_pixel"``: one learned value per pixel;
-    * ``"optimal"``: the batch's maximum-likelihood value :func:`vaelab.optimal_log_sigma`.
-    """
-
-    likelihood = "gaussian"
-    n_outputs = 1
-    support = None
-
-    def __init__(self, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float = 0.0):
-        super().__init__()
-        self.sigma = check_choice("sigma", sigma, GAUSSIAN_SIGMAS)
-        init = torch.full(data_shape if sigma == "per_pixel" else (), float(log_sigma))
-        if sigma in ("shared", "per_pixel"):
-            self.log_sigma = nn.Parameter(init)
-        else:
-            self.register_buffer("log_sigma", init)
-
-    def params(self, out):
-        return {"mean": out}
-
-    def current_log_sigma(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        """The ``log sigma`` used to score ``x``: 0-dim, or ``data_shape`` for per-pixel."""
-        if self.sigma == "optimal":
-            return optimal_log_sigma(x, params["mean"])
-        return self.log_sigma
-
-    def log_prob(self, x, params, *, per_dim=False):
-        return gaussian_log_prob(x, params["mean"], self.current_log_sigma(x, params), per_dim=per_dim)
-
-    def mean(self, params):
-        return params["mean"]
-
-
-class BetaHead(nn.Module):
-    """Beta decoder: ``alpha, beta = softplus(out) + 1e-4`` per pixel.
-
-    Pixels are squeezed into the open interval as ``x * (1 - 2 * squeeze) + squeeze``
-    before scoring, since exact 0s and 1s have zero or infinite Beta density.
-    """
-
-    likelihood = "beta"
-    n_outputs = 2
-    support = (0.0, 1.0)
-
-    def __init__(self, *, squeeze: float = 1e-3):
-        super().__init__()
-        self.squeeze = squeeze
-
-    def params(self, out):
-        alpha, beta = out.chunk(2, dim=1)
-        return {"alpha": F.softplus(alpha) + 1e-4, "beta": F.softplus(beta) + 1e-4}
-
-    def log_prob(self, x, params, *, per_dim=False):
-        x = x * (1 - 2 * self.squeeze) + self.squeeze
-        return beta_log_prob(x, params["alpha"], params["beta"], per_dim=per_dim)
-
-    def mean(self, params):
-        return params["alpha"] / (params["alpha"] + params["beta"])
-
-
-def make_head(likelihood: str, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float = 0.0) -> nn.Module:
-    """The decoder head for a likelihood name (one of :data:`LIKELIHOODS`)."""
-    check_choice("likelihood", likelihood, LIKELIHOODS)
-    if likelihood == "gaussian":
-        return GaussianHead(data_shape, sigma=sigma, log_sigma=log_sigma)
-    if likelihood == "beta":
-        return BetaHead()
-    return BernoulliHead() if likelihood == "bernoulli" else ContinuousBernoulliHead()
-
-
-# --------------------------------------------------------------------------- VAE
+__all__ = ["VAE", "conv_vae", "mlp_vae"]
 
 
 class VAE(nn.Module):
@@ -190,9 +42,26 @@ class VAE(nn.Module):
         self.data_shape = tuple(data_shape)
         self.latent_dim = latent_dim
 
+    #: The tensors one example consists of (``fit`` accepts ``(images, labels)`` and ignores the labels).
+    inputs = ("x",)
+
     @property
     def likelihood(self) -> str:
+        """The decoder's likelihood: one of ``"bernoulli"``, ``"continuous_bernoulli"``, ``"gaussian"``, ``"beta"``."""
         return self.head.likelihood
+
+    @property
+    def sigma(self) -> torch.Tensor | None:
+        """The Gaussian decoder's standard deviation in data units (pixels in ``[0, 1]``), detached.
+
+        A 0-dim tensor for a ``"fixed"`` or learned ``"shared"`` sigma, ``data_shape`` for a
+        learned ``"per_pixel"`` one; ``None`` for ``"optimal"`` (computed per batch from the
+        residuals) and for likelihoods without a scale parameter. :func:`vaelab.fit` records
+        it after every epoch in ``history.epochs["sigma"]``.
+        """
+        if self.likelihood != "gaussian" or self.head.sigma == "optimal":
+            return None
+        return self.head.log_sigma.detach().exp()
 
     @property
     def data_dim(self) -> int:
@@ -203,10 +72,13 @@ class VAE(nn.Module):
         """Raise a clear error if ``x`` is not a batch of this model's images."""
         check_tensor("x", x, min_dim=1, support=self.head.support)
         if tuple(x.shape[1:]) != self.data_shape:
-            raise ValueError(
-                f"x must have shape (batch, {', '.join(map(str, self.data_shape))}) for this model; "
-                f"got {tuple(x.shape)}"
-            )
+            shape = ", ".join(map(str, self.data_shape))
+            hint = ""
+            if x.dim() >= 1 and x[0].numel() == self.data_dim:
+                hint = f"; reshape it with x.reshape(-1, {shape})"
+            elif x.dim() == len(self.data_shape) and tuple(x.shape) == self.data_shape:
+                hint = f"; for a single image add the batch axis with x.unsqueeze(0)"
+            raise ValueError(f"x must have shape (batch, {shape}) for this model; got {tuple(x.shape)}{hint}")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)``, each ``(batch, latent)``."""
@@ -264,17 +136,6 @@ def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@contextlib.contextmanager
-def seeded(seed: int | None):
-    """Build modules inside this block to initialise them from ``seed`` without touching the global RNG."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 def _check_common(data_shape, latent_dim, likelihood):
     data_shape = tuple(data_shape)
     if len(data_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in data_shape):
@@ -306,7 +167,12 @@ def mlp_vae(
         latent_dim: ``M``.
         likelihood: one of :data:`LIKELIHOODS`.
         activation: ``"relu"``, ``"tanh"`` or ``"elu"``.
-        sigma, log_sigma: Gaussian head options (see :class:`GaussianHead`).
+        sigma: how a Gaussian decoder gets its standard deviation: ``"fixed"``, ``"shared"``
+            (one learned value), ``"per_pixel"`` (learned per pixel) or ``"optimal"`` (the
+            batch's maximum-likelihood value); see :class:`vaelab.models.GaussianHead`.
+        log_sigma: for ``"fixed"``, the log standard deviation (data units); for
+            ``"shared"`` and ``"per_pixel"``, the starting value of the learned one. Read the
+            current value as ``model.sigma``.
         seed: initialise the weights from this seed (global RNG untouched).
     """
     data_shape = _check_common(data_shape, latent_dim, likelihood)

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_positive, check_positive_int, validation_enabled
-from .divergences import gaussian_kl
-from .models import VAEOutput, seeded
+from .._checks import check_choice, check_positive, check_positive_int, validation_enabled
+from ..divergences import gaussian_kl
+from .base import VAEOutput, seeded
 
 __all__ = ["SentenceVAE"]
 
@@ -79,6 +79,9 @@ class SentenceVAE(nn.Module):
     def data_dim(self) -> int:
         """Not a fixed number for text; ``recon_dims="mean"`` is not meaningful here."""
         return 1
+
+    #: The tensors one example consists of: :class:`vaelab.data.Sentences` has these two.
+    inputs = ("tokens", "lengths")
 
     def check_input(self, tokens, lengths=None) -> None:
         """Raise a clear error unless ``tokens (N, T)`` and ``lengths (N,)`` are valid."""

@@ -1,0 +1,55 @@
+"""Datasets as whole tensors: MNIST, Fashion-MNIST, Penn Treebank, dSprites.
+
+Every loader returns complete tensors (no per-sample ``Dataset`` objects and no
+torchvision), so a chapter can slice, binarise and batch them itself, and the training
+loop can keep a whole set on the device.
+
+=====================================  ==================================================
+module                                 holds
+=====================================  ==================================================
+:mod:`vaelab.data.files`               where files are looked for, checksums, downloads
+:mod:`vaelab.data.images`              MNIST, Fashion-MNIST, binarisation, dequantisation
+:mod:`vaelab.data.text`                the vocabulary, sentence tensors, Penn Treebank
+:mod:`vaelab.data.sprites`             dSprites and the dSprites-like renderer
+=====================================  ==================================================
+
+Every name is importable from here: ``from vaelab import data as vdata; vdata.mnist("train")``.
+See :mod:`vaelab.data.files` for where the files come from and how they are verified.
+"""
+from .files import (
+    CHECKSUMS,
+    DOWNLOAD_DEADLINE,
+    DOWNLOAD_TIMEOUT,
+    MIRRORS,
+    Checksum,
+    DataIntegrityError,
+    DownloadError,
+    cache_dir,
+    fetch_file,
+)
+from .images import binarize, fashion_mnist, mnist
+from .sprites import DSPRITES_FACTORS, dsprites, dsprites_like, render_dsprites_like
+from .text import PTBCorpus, Sentences, Vocab, ptb
+
+__all__ = [
+    "CHECKSUMS",
+    "Checksum",
+    "DOWNLOAD_DEADLINE",
+    "DOWNLOAD_TIMEOUT",
+    "DSPRITES_FACTORS",
+    "DataIntegrityError",
+    "DownloadError",
+    "MIRRORS",
+    "PTBCorpus",
+    "Sentences",
+    "Vocab",
+    "binarize",
+    "cache_dir",
+    "dsprites",
+    "dsprites_like",
+    "fashion_mnist",
+    "fetch_file",
+    "mnist",
+    "ptb",
+    "render_dsprites_like",
+]

@@ -1,0 +1,19 @@
+"""Held-out measurements of trained VAEs, in nats per example unless noted.
+
+* :func:`elbo`: the single-sample held-out ELBO and its two terms.
+* :func:`iw_log_likelihood`: the importance-weighted estimate of ``log p(x)``
+  (Burda et al. 2016), the number to compare across models and papers.
+* :func:`kl_per_dim`, :func:`active_units`: which latent dimensions carry information.
+* :func:`mutual_information`: ``I(x; z)`` under the aggregate posterior.
+* :func:`mig`, :func:`mig_from_codes`: the mutual information gap (Chen et al. 2018).
+
+All of them work on whole tensors on the model's device, a batch of examples at a time.
+The modules: :mod:`~vaelab.metrics.estimates` (likelihood estimates),
+:mod:`~vaelab.metrics.latents` (latent diagnostics), :mod:`~vaelab.metrics.disentanglement`,
+and :mod:`~vaelab.metrics.posterior` (what they share).
+"""
+from .disentanglement import mig, mig_from_codes
+from .estimates import elbo, iw_log_likelihood
+from .latents import active_units, kl_per_dim, mutual_information
+
+__all__ = ["active_units", "elbo", "iw_log_likelihood", "kl_per_dim", "mig", "mig_from_codes", "mutual_information"]

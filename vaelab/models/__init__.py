@@ -1,0 +1,42 @@
+"""The models: decoder heads, image VAEs and the sentence VAE.
+
+=====================================  ==================================================
+module                                 holds
+=====================================  ==================================================
+:mod:`vaelab.models.heads`             one decoder head per likelihood
+:mod:`vaelab.models.images`            :class:`VAE`, :func:`mlp_vae`, :func:`conv_vae`
+:mod:`vaelab.models.text`              :class:`SentenceVAE` (Bowman et al. 2016)
+:mod:`vaelab.models.base`              :class:`VAEOutput`, seeded construction
+=====================================  ==================================================
+
+Every model's forward pass takes the reparameterisation noise ``eps`` as an argument
+instead of drawing it, so the training loop owns every random number.
+"""
+from .base import VAEOutput, seeded
+from .heads import (
+    GAUSSIAN_SIGMAS,
+    LIKELIHOODS,
+    BernoulliHead,
+    BetaHead,
+    ContinuousBernoulliHead,
+    GaussianHead,
+    make_head,
+)
+from .images import VAE, conv_vae, mlp_vae
+from .text import SentenceVAE
+
+__all__ = [
+    "BernoulliHead",
+    "BetaHead",
+    "ContinuousBernoulliHead",
+    "GAUSSIAN_SIGMAS",
+    "GaussianHead",
+    "LIKELIHOODS",
+    "SentenceVAE",
+    "VAE",
+    "VAEOutput",
+    "conv_vae",
+    "make_head",
+    "mlp_vae",
+    "seeded",
+]

@@ -1,0 +1,138 @@
+"""Decoder heads: one per likelihood, each turning decoder outputs into ``p(x | z)`` and scoring data.
+
+A head fixes the likelihood, so it fixes the scale of the reconstruction term: that is
+the subject of the whole book. The scoring itself is done by :mod:`vaelab.likelihoods`.
+"""
+from __future__ import annotations
+
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .._checks import check_choice
+from ..likelihoods import (
+    bernoulli_log_prob,
+    beta_log_prob,
+    cb_mean,
+    continuous_bernoulli_log_prob,
+    gaussian_log_prob,
+    optimal_log_sigma,
+)
+
+__all__ = [
+    "BernoulliHead",
+    "BetaHead",
+    "ContinuousBernoulliHead",
+    "GAUSSIAN_SIGMAS",
+    "GaussianHead",
+    "LIKELIHOODS",
+    "make_head",
+]
+
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "beta")
+GAUSSIAN_SIGMAS = ("fixed", "shared", "per_pixel", "optimal")
+
+
+class BernoulliHead(nn.Module):
+    """Bernoulli decoder: one logit per pixel. ``mean = sigmoid(logits)``."""
+
+    likelihood = "bernoulli"
+    n_outputs = 1
+    support = (0.0, 1.0)
+
+    def params(self, out: torch.Tensor) -> dict:
+        return {"logits": out}
+
+    def log_prob(self, x: torch.Tensor, params: dict, *, per_dim: bool = False) -> torch.Tensor:
+        return bernoulli_log_prob(x, params["logits"], per_dim=per_dim)
+
+    def mean(self, params: dict) -> torch.Tensor:
+        return torch.sigmoid(params["logits"])
+
+
+class ContinuousBernoulliHead(BernoulliHead):
+    """Continuous-Bernoulli decoder (Loaiza-Ganem & Cunningham 2019). Its mean is :func:`cb_mean`, not ``lambda``."""
+
+    likelihood = "continuous_bernoulli"
+
+    def log_prob(self, x, params, *, per_dim=False):
+        return continuous_bernoulli_log_prob(x, params["logits"], per_dim=per_dim)
+
+    def mean(self, params):
+        return cb_mean(params["logits"])
+
+
+class GaussianHead(nn.Module):
+    """Gaussian decoder: a mean per pixel and a standard deviation that is
+
+    * ``"fixed"``: ``exp(log_sigma)``, a constant (MSE with a chosen weight);
+    * ``"shared"``: one learned scalar (sigma-VAE, Rybkin et al. 2021);
+    * ``"per_pixel"``: one learned value per pixel;
+    * ``"optimal"``: the batch's maximum-likelihood value :func:`vaelab.optimal_log_sigma`.
+    """
+
+    likelihood = "gaussian"
+    n_outputs = 1
+    support = None
+
+    def __init__(self, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float = 0.0):
+        super().__init__()
+        self.sigma = check_choice("sigma", sigma, GAUSSIAN_SIGMAS)
+        init = torch.full(data_shape if sigma == "per_pixel" else (), float(log_sigma))
+        if sigma in ("shared", "per_pixel"):
+            self.log_sigma = nn.Parameter(init)
+        else:
+            self.register_buffer("log_sigma", init)
+
+    def params(self, out):
+        return {"mean": out}
+
+    def current_log_sigma(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """The ``log sigma`` used to score ``x``: 0-dim, or ``data_shape`` for per-pixel."""
+        if self.sigma == "optimal":
+            return optimal_log_sigma(x, params["mean"])
+        return self.log_sigma
+
+    def log_prob(self, x, params, *, per_dim=False):
+        return gaussian_log_prob(x, params["mean"], self.current_log_sigma(x, params), per_dim=per_dim)
+
+    def mean(self, params):
+        return params["mean"]
+
+
+class BetaHead(nn.Module):
+    """Beta decoder: ``alpha, beta = softplus(out) + 1e-4`` per pixel.
+
+    Pixels are squeezed into the open interval as ``x * (1 - 2 * squeeze) + squeeze``
+    before scoring, since exact 0s and 1s have zero or infinite Beta density.
+    """
+
+    likelihood = "beta"
+    n_outputs = 2
+    support = (0.0, 1.0)
+
+    def __init__(self, *, squeeze: float = 1e-3):
+        super().__init__()
+        self.squeeze = squeeze
+
+    def params(self, out):
+        alpha, beta = out.chunk(2, dim=1)
+        return {"alpha": F.softplus(alpha) + 1e-4, "beta": F.softplus(beta) + 1e-4}
+
+    def log_prob(self, x, params, *, per_dim=False):
+        x = x * (1 - 2 * self.squeeze) + self.squeeze
+        return beta_log_prob(x, params["alpha"], params["beta"], per_dim=per_dim)
+
+    def mean(self, params):
+        return params["alpha"] / (params["alpha"] + params["beta"])
+
+
+def make_head(likelihood: str, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float = 0.0) -> nn.Module:
+    """The decoder head for a likelihood name (one of :data:`LIKELIHOODS`)."""
+    check_choice("likelihood", likelihood, LIKELIHOODS)
+    if likelihood == "gaussian":
+        return GaussianHead(data_shape, sigma=sigma, log_sigma=log_sigma)
+    if likelihood == "beta":
+        return BetaHead()
+    return BernoulliHead() if likelihood == "bernoulli" else ContinuousBernoulliHead()
