@@ -138,7 +138,7 @@ def main() -> None:
         for _ in range(args.sweep_repeats):
             models = [make_model(device) for _ in betas]
             sequential_times.append(timed(lambda: [
-                vaelab.fit(m, train_x, schedule=vaelab.constant(b), max_steps=sweep_steps, progress=False, device=device)
+                vaelab.fit(m, train_x, objective=vaelab.Objective(beta=b), max_steps=sweep_steps, progress=False, device=device)
                 for m, b in zip(models, betas)
             ], device))
             models = [make_model(device) for _ in betas]

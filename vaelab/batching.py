@@ -1,4 +1,4 @@
-"""On-device minibatches and counter-based random numbers.
+"""Data as whole tensors on the device, minibatches, and counter-based random numbers.
 
 Data stay whole tensors on the device; a minibatch is an index slice. Every random
 number the training loop uses is drawn from a generator seeded by ``(seed, purpose,
@@ -12,7 +12,7 @@ import hashlib
 
 import torch
 
-__all__ = ["as_tensors", "derive_seed", "generator", "pick_device", "batch_slices"]
+__all__ = ["as_tensors", "batch_slices", "derive_seed", "generator", "pick_device", "training_tensors"]
 
 
 def pick_device(device=None) -> torch.device:
@@ -38,12 +38,19 @@ def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, ...]:
     elif dataclasses.is_dataclass(data):
         tensors = tuple(getattr(data, f.name) for f in dataclasses.fields(data))
     else:
-        raise ValueError(f"{name} must be a tensor, a tuple of tensors or a dataclass of tensors; got {type(data).__name__}")
+        hint = f"; convert it with torch.from_numpy({name})" if type(data).__module__ == "numpy" else ""
+        raise ValueError(
+            f"{name} must be a tensor, a tuple of tensors or a dataclass of tensors; got {type(data).__name__}{hint}"
+        )
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
-        raise ValueError(f"{name} must contain only torch tensors")
+        found = ", ".join(type(t).__name__ for t in tensors) or "nothing"
+        raise ValueError(f"{name} must contain only torch tensors; got {found} (convert arrays with torch.from_numpy)")
     n = tensors[0].shape[0] if tensors[0].dim() else 0
     if n == 0 or any(t.dim() == 0 or t.shape[0] != n for t in tensors):
-        raise ValueError(f"{name}: every tensor needs the same non-zero first dimension; got {[tuple(t.shape) for t in tensors]}")
+        raise ValueError(
+            f"{name}: every tensor needs the same non-zero first dimension (one row per example); got shapes "
+            f"{[tuple(t.shape) for t in tensors]}"
+        )
     return tensors
 
 
@@ -68,3 +75,57 @@ def batch_slices(n: int, batch_size: int, *, permutation: torch.Tensor | None = 
             yield slice(start, min(start + batch_size, n))
         else:
             yield permutation[start : start + batch_size]
+
+
+def _dataset_tensors(data, name: str):
+    """``data`` itself, or the tensors inside a ``TensorDataset``; a clear error for loaders."""
+    from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+    if isinstance(data, TensorDataset):
+        return tuple(data.tensors)
+    if isinstance(data, DataLoader):
+        inside = ("loader.dataset.tensors" if isinstance(data.dataset, TensorDataset)
+                  else "torch.cat([x for x, *_ in loader])")
+        raise ValueError(
+            f"{name} must be whole tensors, not a DataLoader: vaelab keeps the whole data set on the device and "
+            "takes each minibatch as an index slice, which for data that fit in memory is many times faster than "
+            f"a DataLoader. Pass the tensors instead, e.g. {name}={inside}"
+        )
+    if isinstance(data, Dataset):
+        raise ValueError(
+            f"{name} must be whole tensors, not a {type(data).__name__}: stack its examples into one tensor, e.g. "
+            f"torch.stack([{name}[i][0] for i in range(len({name}))]), or use vaelab.data's loaders, which return "
+            "tensors"
+        )
+    return data
+
+
+def training_tensors(model, data, name: str = "data") -> tuple[torch.Tensor, ...]:
+    """``data`` as the tuple of tensors ``model`` consumes, checked before any training step.
+
+    Accepts a tensor, a tuple/list or dataclass of tensors, or a ``TensorDataset``. For an
+    image model, ``(images, labels)`` as vaelab's loaders return it is accepted and the
+    labels are dropped (a VAE is trained without them). Every image tensor must have the
+    dtype of the model's parameters.
+    """
+    tensors = as_tensors(_dataset_tensors(data, name), name)
+    inputs = getattr(model, "inputs", None) or (None,) * len(tensors)
+    if len(tensors) == 2 and len(inputs) == 1 and tensors[1].dim() == 1:
+        tensors = tensors[:1]  # (images, labels): an unsupervised model ignores the labels
+    elif len(tensors) != len(inputs):
+        wanted = ", ".join(inputs)
+        raise ValueError(
+            f"{name} must hold {len(inputs)} tensor(s) ({wanted}) for a {type(model).__name__}; got {len(tensors)}. "
+            + (f"Pass the images alone ({name}=images) or (images, labels)" if len(inputs) == 1 else "")
+        )
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        for i, tensor in enumerate(tensors):
+            if tensor.is_floating_point() and tensor.dtype != parameter.dtype:
+                label = name if len(tensors) == 1 else f"{name}[{i}]"
+                raise ValueError(
+                    f"{label} has dtype {tensor.dtype} but the model's parameters are {parameter.dtype}; convert the "
+                    f"data with .to({parameter.dtype}) (or the model with model.to({tensor.dtype}))"
+                )
+    model.check_input(*tensors)
+    return tensors

@@ -19,12 +19,12 @@ import warnings
 import torch
 
 from ._checks import check_choice, check_positive, check_positive_int, no_validation
-from .batching import as_tensors, batch_slices, derive_seed, generator, pick_device
+from .batching import batch_slices, derive_seed, generator, pick_device, training_tensors
 from .data.images import binarize as binarize_images
 from .history import History, TrainingDiverged
 from .metrics import elbo as heldout_elbo
 
-__all__ = ["Plan", "epoch_record", "make_adam", "minibatches", "plan_run", "progress_bar", "training_tensors"]
+__all__ = ["Plan", "epoch_record", "make_adam", "minibatches", "plan_run", "progress_bar"]
 
 
 @dataclasses.dataclass
@@ -43,60 +43,6 @@ class Plan:
     @property
     def n(self) -> int:
         return self.tensors[0].shape[0]
-
-
-def _dataset_tensors(data, name: str):
-    """``data`` itself, or the tensors inside a ``TensorDataset``; a clear error for loaders."""
-    from torch.utils.data import DataLoader, Dataset, TensorDataset
-
-    if isinstance(data, TensorDataset):
-        return tuple(data.tensors)
-    if isinstance(data, DataLoader):
-        inside = ("loader.dataset.tensors" if isinstance(data.dataset, TensorDataset)
-                  else "torch.cat([x for x, *_ in loader])")
-        raise ValueError(
-            f"{name} must be whole tensors, not a DataLoader: vaelab keeps the whole data set on the device and "
-            "takes each minibatch as an index slice, which for data that fit in memory is many times faster than "
-            f"a DataLoader. Pass the tensors instead, e.g. {name}={inside}"
-        )
-    if isinstance(data, Dataset):
-        raise ValueError(
-            f"{name} must be whole tensors, not a {type(data).__name__}: stack its examples into one tensor, e.g. "
-            f"torch.stack([{name}[i][0] for i in range(len({name}))]), or use vaelab.data's loaders, which return "
-            "tensors"
-        )
-    return data
-
-
-def training_tensors(model, data, name: str = "data") -> tuple[torch.Tensor, ...]:
-    """``data`` as the tuple of tensors ``model`` consumes, checked before any training step.
-
-    Accepts a tensor, a tuple/list or dataclass of tensors, or a ``TensorDataset``. For an
-    image model, ``(images, labels)`` as vaelab's loaders return it is accepted and the
-    labels are dropped (a VAE is trained without them). Every image tensor must have the
-    dtype of the model's parameters.
-    """
-    tensors = as_tensors(_dataset_tensors(data, name), name)
-    inputs = getattr(model, "inputs", None) or (None,) * len(tensors)
-    if len(tensors) == 2 and len(inputs) == 1 and tensors[1].dim() == 1:
-        tensors = tensors[:1]  # (images, labels): an unsupervised model ignores the labels
-    elif len(tensors) != len(inputs):
-        wanted = ", ".join(inputs)
-        raise ValueError(
-            f"{name} must hold {len(inputs)} tensor(s) ({wanted}) for a {type(model).__name__}; got {len(tensors)}. "
-            + (f"Pass the images alone ({name}=images) or (images, labels)" if len(inputs) == 1 else "")
-        )
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        for i, tensor in enumerate(tensors):
-            if tensor.is_floating_point() and tensor.dtype != parameter.dtype:
-                label = name if len(tensors) == 1 else f"{name}[{i}]"
-                raise ValueError(
-                    f"{label} has dtype {tensor.dtype} but the model's parameters are {parameter.dtype}; convert the "
-                    f"data with .to({parameter.dtype}) (or the model with model.to({tensor.dtype}))"
-                )
-    model.check_input(*tensors)
-    return tensors
 
 
 def _warn_if_8bit(model, images: torch.Tensor, name: str) -> None:

@@ -44,8 +44,10 @@ class History:
       reproducible).
 
     ``history.kl_per_dim`` is ``(steps, latent)``. Per epoch, ``history.epochs`` holds
-    ``epoch``, ``step`` and, when test data was given, ``test_elbo``, ``test_recon``,
-    ``test_kl`` (nats per example, held-out).
+    ``epoch``, ``step``; ``sigma`` for a Gaussian decoder with a fixed or learned scale
+    (:attr:`vaelab.VAE.sigma` at the end of the epoch, in data units; the geometric mean
+    over pixels for a per-pixel sigma); and, when test data was given, ``test_elbo``,
+    ``test_recon``, ``test_kl`` (nats per example, held-out).
     """
 
     def __init__(self, latent_dim: int):
@@ -89,7 +91,7 @@ class History:
     @classmethod
     def from_state_dict(cls, state: dict) -> "History":
         history = cls(int(state["latent_dim"]))
-        history._steps = state["steps"].numpy().astype(np.float64)
+        history._steps = state["steps"].cpu().numpy().astype(np.float64)  # loaded onto the training device
         history.epochs = {k: list(v) for k, v in state["epochs"].items()}
         return history
 

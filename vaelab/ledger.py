@@ -10,6 +10,7 @@ loss; :func:`effective_beta` reads off the KL weight it implies (chapter 1), and
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -120,7 +121,7 @@ def effective_beta(
     sums over pixels and batch: ``recon_batch="sum"``, to be paired with a KL summed over
     the batch too (``kl_batch="sum"``), or ``batch_size`` must be given.
 
-    >>> effective_beta(data_dim=(1, 28, 28), latent_dim=20, recon_dims="mean")
+    >>> round(effective_beta(data_dim=(1, 28, 28), latent_dim=20, recon_dims="mean"), 9)
     784.0
 
     Args:
@@ -139,7 +140,7 @@ def effective_beta(
     if recon_batch != kl_batch and batch_size is None:
         raise ValueError(
             f"batch_size is needed when recon_batch ({recon_batch!r}) and kl_batch ({kl_batch!r}) differ: "
-            "the effective beta then depends on it"
+            "the effective beta then depends on it; pass batch_size=B, the minibatch size"
         )
     # With equal batch reductions the batch factor cancels, so any batch_size will do.
     batch_size = 1 if batch_size is None else check_positive_int("batch_size", batch_size)
@@ -148,18 +149,7 @@ def effective_beta(
     return (kl_weight * s_kl) / (recon_weight * s_recon)
 
 
-def implied_sigma2(
-    *,
-    data_dim,
-    latent_dim: int,
-    batch_size: int | None = None,
-    recon_weight: float = 1.0,
-    kl_weight: float = 1.0,
-    recon_dims: str = "sum",
-    recon_batch: str = "mean",
-    kl_dims: str = "sum",
-    kl_batch: str = "mean",
-) -> float:
+def implied_sigma2(**convention) -> float:
     """The Gaussian decoder variance that a squared-error reconstruction loss implies.
 
     With ``R`` built from per-pixel squared errors ``(x - x_hat)^2``, the loss is the
@@ -179,17 +169,17 @@ def implied_sigma2(
     0.5
 
     Args:
-        data_dim, latent_dim, batch_size, recon_weight, kl_weight, recon_dims,
-            recon_batch, kl_dims, kl_batch: the convention, exactly as for
-            :func:`effective_beta`.
+        **convention: ``data_dim``, ``latent_dim``, ``batch_size``, ``recon_weight``,
+            ``kl_weight``, ``recon_dims``, ``recon_batch``, ``kl_dims``, ``kl_batch``:
+            the convention, exactly as for :func:`effective_beta` (``help()`` shows them).
 
     Returns:
         ``sigma^2`` in squared data units.
     """
-    return effective_beta(
-        data_dim=data_dim, latent_dim=latent_dim, batch_size=batch_size, recon_weight=recon_weight,
-        kl_weight=kl_weight, recon_dims=recon_dims, recon_batch=recon_batch, kl_dims=kl_dims, kl_batch=kl_batch,
-    ) / 2.0
+    return effective_beta(**convention) / 2.0
+
+
+implied_sigma2.__signature__ = inspect.signature(effective_beta)  # help() shows the keywords
 
 
 def beta_norm(beta: float, latent_dim: int, data_dim: int) -> float:

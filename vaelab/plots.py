@@ -6,6 +6,7 @@ so a chapter can compose panels and end the cell with ``;``.
 from __future__ import annotations
 
 import math
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,7 +32,8 @@ def image_grid(images, *, nrow: int = 8, ax=None, title: str | None = None, pad:
     """Show a batch of images as one grid.
 
     Args:
-        images: ``(n, C, H, W)`` tensor or array with values in [0, 1]; C is 1 or 3.
+        images: ``(n, C, H, W)`` tensor or array with values in [0, 1]; C is 1 or 3. Values
+            outside [0, 1] are clipped, with a warning.
         nrow: images per row.
         ax: axes to draw on (default: a new figure).
         title: axes title.
@@ -39,7 +41,18 @@ def image_grid(images, *, nrow: int = 8, ax=None, title: str | None = None, pad:
     """
     images = images.detach().cpu().float().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, float)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must have shape (n, 1 or 3, H, W); got {images.shape}")
+        raise ValueError(
+            f"images must have shape (n, 1 or 3, H, W); got {tuple(images.shape)}"
+            + (" (flat MNIST vectors: images.reshape(-1, 1, 28, 28))" if images.ndim == 2 and images.shape[1] == 784 else "")
+        )
+    low, high = float(np.nanmin(images)), float(np.nanmax(images))
+    if low < -1e-6 or high > 1 + 1e-6:
+        warnings.warn(
+            f"image_grid shows values in [0, 1], but the images range from {low:g} to {high:g}: values outside are "
+            "clipped (saturated). Rescale them first, e.g. images / 255 for 8-bit grey levels, or show a decoder's "
+            "mean rather than its raw outputs",
+            UserWarning, stacklevel=2,
+        )
     n, c, h, w = images.shape
     nrow = max(1, min(nrow, n))
     ncol = math.ceil(n / nrow)

@@ -164,10 +164,10 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
     trains, in a fraction of the time.
 
     Equal up to rounding, not bit for bit: the batched kernels add in another order than
-    the separate ones, and training amplifies such differences. In the tests
-    (``tests/test_sweep.py``: a small MLP, a few dozen steps) the recorded values agree to
-    about 1e-4 relative; after 316 MNIST steps of a 784-400-20 model the KL of one
-    configuration differed from its separate fit by up to 0.048 nats.
+    the separate ones, and training amplifies such differences. The tests
+    (``tests/test_sweep.py``: a small MLP, up to 15 steps) hold every recorded value to
+    1e-4 relative; after 316 MNIST steps of a 784-400-20 model the KL of one configuration
+    was measured to differ from its separate fit by up to 0.048 nats.
 
     Args:
         models: ``C`` image VAEs (:func:`vaelab.mlp_vae` or :func:`vaelab.conv_vae`) with one

@@ -16,40 +16,22 @@ module                                 holds
 Every name is importable from here: ``from vaelab import data as vdata; vdata.mnist("train")``.
 See :mod:`vaelab.data.files` for where the files come from and how they are verified.
 """
+from . import files, images, sprites, text
 from .files import (
     CHECKSUMS,
     DOWNLOAD_DEADLINE,
     DOWNLOAD_TIMEOUT,
+    DSPRITES_FILE,
     MIRRORS,
     Checksum,
     DataIntegrityError,
     DownloadError,
     cache_dir,
     fetch_file,
+    file_version,
 )
 from .images import binarize, fashion_mnist, mnist
 from .sprites import DSPRITES_FACTORS, dsprites, dsprites_like, render_dsprites_like
 from .text import PTBCorpus, Sentences, Vocab, ptb
 
-__all__ = [
-    "CHECKSUMS",
-    "Checksum",
-    "DOWNLOAD_DEADLINE",
-    "DOWNLOAD_TIMEOUT",
-    "DSPRITES_FACTORS",
-    "DataIntegrityError",
-    "DownloadError",
-    "MIRRORS",
-    "PTBCorpus",
-    "Sentences",
-    "Vocab",
-    "binarize",
-    "cache_dir",
-    "dsprites",
-    "dsprites_like",
-    "fashion_mnist",
-    "fetch_file",
-    "mnist",
-    "ptb",
-    "render_dsprites_like",
-]
+__all__ = sorted(files.__all__ + images.__all__ + sprites.__all__ + text.__all__)

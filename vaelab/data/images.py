@@ -80,7 +80,7 @@ def mnist(split: str, *, root=None, device=None) -> tuple[torch.Tensor, torch.Te
 
     Args:
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
-        root: a data root to look in first (see the module docstring for the order).
+        root: a data root to look in first (:mod:`vaelab.data.files` gives the order).
         device: where to put the tensors (default CPU).
 
     Returns:
@@ -92,16 +92,11 @@ def mnist(split: str, *, root=None, device=None) -> tuple[torch.Tensor, torch.Te
 
 
 def fashion_mnist(split: str, *, root=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017): Zalando article images, same layout as MNIST.
+    """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017): Zalando article images.
 
-    Args:
-        split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
-        root: a data root to look in first (see the module docstring for the order).
-        device: where to put the tensors (default CPU).
-
-    Returns:
-        ``(images, labels)``: images ``(N, 1, 28, 28)``, float32 in ``[0, 1]``; labels
-        ``(N,)``, int64, 10 balanced classes ``0..9``.
+    The arguments, shapes and units are those of :func:`mnist`; the labels are 10
+    balanced classes ``0..9`` (T-shirt/top, trouser, pullover, dress, coat, sandal, shirt,
+    sneaker, bag, ankle boot).
     """
     return _load_idx_pair("fashion-mnist", split, root, device)
 

@@ -39,7 +39,7 @@ class Vocab:
         self.itos: list[str] = [*self.SPECIALS, *words]
         self.stoi: dict[str, int] = {word: index for index, word in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
-            raise ValueError("words must not contain duplicates")
+            raise ValueError("words must not contain duplicates; pass each word once, e.g. sorted(set(words))")
 
     @classmethod
     def from_sentences(cls, sentences: Iterable[Sequence[str]]) -> "Vocab":

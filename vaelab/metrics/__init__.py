@@ -12,8 +12,9 @@ The modules: :mod:`~vaelab.metrics.estimates` (likelihood estimates),
 :mod:`~vaelab.metrics.latents` (latent diagnostics), :mod:`~vaelab.metrics.disentanglement`,
 and :mod:`~vaelab.metrics.posterior` (what they share).
 """
+from . import disentanglement, estimates, latents
 from .disentanglement import mig, mig_from_codes
 from .estimates import elbo, iw_log_likelihood
 from .latents import active_units, kl_per_dim, mutual_information
 
-__all__ = ["active_units", "elbo", "iw_log_likelihood", "kl_per_dim", "mig", "mig_from_codes", "mutual_information"]
+__all__ = sorted(disentanglement.__all__ + estimates.__all__ + latents.__all__)

@@ -19,7 +19,7 @@ def _factor_labels(factors, n: int) -> torch.Tensor:
     """``factors`` as an ``(n, K)`` integer tensor, or a ValueError naming it."""
     factors = torch.as_tensor(factors)
     if factors.is_floating_point() or factors.is_complex() or factors.dtype == torch.bool:
-        raise ValueError(f"factors must hold integer factor labels; got dtype {factors.dtype}")
+        raise ValueError(f"factors must hold integer factor labels; got dtype {factors.dtype} (convert with factors.long())")
     if factors.dim() == 1:
         factors = factors[:, None]
     if factors.dim() != 2 or factors.shape[0] != n:
@@ -63,7 +63,7 @@ def mig_from_codes(codes: torch.Tensor, factors: torch.Tensor, *, n_bins: int = 
         p_code, p_factor = joint.sum(2, keepdim=True), joint[0].sum(0)
         entropy = -float((p_factor * torch.log(p_factor)).sum())
         if entropy == 0.0:
-            raise ValueError(f"factors column {f} takes a single value: its entropy is 0, so MIG is undefined for it")
+            raise ValueError(f"factors column {f} takes a single value: its entropy is 0, so MIG is undefined for it; leave that column out")
         ratio = torch.where(joint > 0, joint / (p_code * p_factor), torch.ones_like(joint))
         information = (joint * torch.log(ratio)).sum((1, 2))  # (latent,), nats
         top = torch.topk(information, min(2, latent)).values

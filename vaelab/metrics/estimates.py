@@ -8,7 +8,7 @@ import math
 import torch
 
 from .._checks import check_positive_int, no_validation
-from ..batching import as_tensors, batch_slices, generator
+from ..batching import batch_slices, generator, training_tensors
 from .posterior import checked_images, evaluating, model_device
 
 __all__ = ['elbo', 'iw_log_likelihood']
@@ -37,7 +37,7 @@ def elbo(model, data, *, batch_size: int = 1000, seed: int = 0) -> dict:
         ``{"elbo", "recon", "kl"}`` as floats: ``elbo = -(recon + kl)``, where ``recon`` is
         ``-E log p(x|z)`` and ``kl`` is ``KL(q(z|x) || p(z))``, each averaged over ``data``.
     """
-    tensors = as_tensors(data)
+    tensors = training_tensors(model, data, "data")
     device = model_device(model)
     n = tensors[0].shape[0]
     recon_total = torch.zeros((), dtype=torch.float64, device=device)

@@ -6,7 +6,7 @@ import contextlib
 import torch
 
 from .._checks import check_positive_int, no_validation
-from ..batching import as_tensors, batch_slices
+from ..batching import training_tensors, batch_slices
 
 __all__ = ['checked_images', 'encode_all', 'evaluating', 'model_device']
 
@@ -27,11 +27,7 @@ def evaluating(model):
 
 def checked_images(model, data) -> torch.Tensor:
     """``data`` as one checked image tensor ``(N, *model.data_shape)`` (on any device)."""
-    tensors = as_tensors(data)
-    if len(tensors) != 1:
-        raise ValueError(f"data must be one tensor of images (N, {', '.join(map(str, model.data_shape))}); got {len(tensors)} tensors")
-    model.check_input(tensors[0])
-    return tensors[0]
+    return training_tensors(model, data, "data")[0]
 
 
 @torch.no_grad()

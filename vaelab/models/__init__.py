@@ -12,6 +12,7 @@ module                                 holds
 Every model's forward pass takes the reparameterisation noise ``eps`` as an argument
 instead of drawing it, so the training loop owns every random number.
 """
+from . import base, heads, images, text
 from .base import VAEOutput, seeded
 from .heads import (
     GAUSSIAN_SIGMAS,
@@ -25,18 +26,4 @@ from .heads import (
 from .images import VAE, conv_vae, mlp_vae
 from .text import SentenceVAE
 
-__all__ = [
-    "BernoulliHead",
-    "BetaHead",
-    "ContinuousBernoulliHead",
-    "GAUSSIAN_SIGMAS",
-    "GaussianHead",
-    "LIKELIHOODS",
-    "SentenceVAE",
-    "VAE",
-    "VAEOutput",
-    "conv_vae",
-    "make_head",
-    "mlp_vae",
-    "seeded",
-]
+__all__ = sorted(base.__all__ + heads.__all__ + images.__all__ + text.__all__)

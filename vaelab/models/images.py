@@ -77,7 +77,7 @@ class VAE(nn.Module):
             if x.dim() >= 1 and x[0].numel() == self.data_dim:
                 hint = f"; reshape it with x.reshape(-1, {shape})"
             elif x.dim() == len(self.data_shape) and tuple(x.shape) == self.data_shape:
-                hint = f"; for a single image add the batch axis with x.unsqueeze(0)"
+                hint = "; for a single image add the batch axis with x.unsqueeze(0)"
             raise ValueError(f"x must have shape (batch, {shape}) for this model; got {tuple(x.shape)}{hint}")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +102,10 @@ class VAE(nn.Module):
         """
         mu, logvar = self.encode(x)
         if eps.shape != mu.shape:
-            raise ValueError(f"eps must have shape {tuple(mu.shape)}; got {tuple(eps.shape)}")
+            raise ValueError(
+                f"eps must have shape {tuple(mu.shape)}, one standard-normal draw per example and latent "
+                f"(torch.randn({mu.shape[0]}, {mu.shape[1]})); got {tuple(eps.shape)}"
+            )
         z = mu + torch.exp(0.5 * logvar) * eps
         params = self.decode(z)
         log_px = self.head.log_prob(x, params) if score else None
@@ -217,7 +220,8 @@ def conv_vae(
     factor = 2 ** len(channels)
     if height % factor or width % factor:
         raise ValueError(
-            f"data_shape {data_shape}: height and width must be divisible by 2 ** len(channels) = {factor}"
+            f"data_shape {data_shape}: height and width must be divisible by 2 ** len(channels) = {factor} (each "
+            "layer halves them); use fewer channels entries or pad the images"
         )
     head = make_head(likelihood, data_shape, sigma=sigma, log_sigma=log_sigma)
     small = (channels[-1], height // factor, width // factor)

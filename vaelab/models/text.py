@@ -86,15 +86,24 @@ class SentenceVAE(nn.Module):
     def check_input(self, tokens, lengths=None) -> None:
         """Raise a clear error unless ``tokens (N, T)`` and ``lengths (N,)`` are valid."""
         if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long or tokens.dim() != 2:
-            raise ValueError("tokens must be a LongTensor of shape (batch, time)")
+            raise ValueError(
+                "tokens must be a LongTensor of shape (batch, time), as vaelab.data.ptb returns in .tokens; got "
+                + (f"{tokens.dtype} of shape {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__)
+            )
         if lengths is None or not isinstance(lengths, torch.Tensor) or lengths.shape != tokens.shape[:1]:
-            raise ValueError(f"lengths must be a tensor of shape ({tokens.shape[0]},)")
+            raise ValueError(
+                f"lengths must be a tensor of shape ({tokens.shape[0]},), one length per sentence (<sos> and <eos> "
+                "included), as vaelab.data.ptb returns in .lengths"
+            )
         if not validation_enabled():
             return
         if bool((lengths < 2).any()) or bool((lengths > tokens.shape[1]).any()):
             raise ValueError(f"lengths must be in [2, {tokens.shape[1]}] (<sos> and <eos> included)")
         if bool((tokens < 0).any()) or bool((tokens >= self.vocab_size).any()):
-            raise ValueError(f"tokens must be ids in [0, {self.vocab_size})")
+            raise ValueError(
+                f"tokens must be ids in [0, {self.vocab_size}); build the model with vocab_size=len(vocab) of the "
+                "vocabulary that encoded them"
+            )
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)``, each ``(batch, latent)``, from the final encoder state."""

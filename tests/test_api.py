@@ -1,0 +1,81 @@
+"""The public API: the names a chapter, the README and coursework import, and what help() shows for them."""
+import doctest
+import inspect
+import pydoc
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import vaelab
+
+# A name removed or renamed here breaks the book and every assignment written against it:
+# change this list only together with the README and the chapters.
+PUBLIC = [
+    "GaussianHead", "History", "Objective", "Schedule", "SentenceVAE", "TrainingDiverged", "VAE", "VAEOutput",
+    "active_units", "bernoulli_log_prob", "beta_from_norm", "beta_log_prob", "beta_norm", "by_scale", "capacity",
+    "cb_log_norm", "cb_logits_from_mean", "cb_mean", "constant", "continuous_bernoulli_log_prob", "conv_vae",
+    "cyclical", "delayed_linear", "effective_beta", "elbo", "fit", "free_bits", "gaussian_kl", "gaussian_log_prob",
+    "get_scale", "glue", "implied_sigma2", "iw_log_likelihood", "kl_penalty", "kl_per_dim", "linear",
+    "load_checkpoint", "mig", "mig_from_codes", "mlp_vae", "mutual_information", "optimal_log_sigma", "pick_device",
+    "reduce_loss", "sweep", "training_loss",
+]
+DATA_PUBLIC = [
+    "CHECKSUMS", "Checksum", "DOWNLOAD_DEADLINE", "DOWNLOAD_TIMEOUT", "DSPRITES_FACTORS", "DataIntegrityError",
+    "DownloadError", "DSPRITES_FILE", "MIRRORS", "PTBCorpus", "Sentences", "Vocab", "binarize", "cache_dir", "dsprites",
+    "dsprites_like", "fashion_mnist", "fetch_file", "file_version", "mnist", "ptb", "render_dsprites_like",
+]
+
+
+def test_public_names_are_pinned():
+    assert sorted(vaelab.__all__) == sorted(PUBLIC)
+    assert all(hasattr(vaelab, name) for name in PUBLIC)
+    assert sorted(vaelab.data.__all__) == sorted(DATA_PUBLIC)
+    assert all(hasattr(vaelab.data, name) for name in DATA_PUBLIC)
+    for module in vaelab.SUBMODULES:
+        assert getattr(vaelab, module).__doc__, module  # every module says what it holds
+
+
+@pytest.mark.parametrize("module", ["ledger", "objective"])
+def test_doctests(module):
+    result = doctest.testmod(getattr(vaelab, module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_help_shows_what_a_student_looks_for():
+    assert "recon_dims: 'str' = 'sum'" in str(inspect.signature(vaelab.implied_sigma2))
+    text = pydoc.render_doc(vaelab.implied_sigma2, renderer=pydoc.plaintext)
+    assert "SSE + KL" in text and "sigma^2 = 1/2" in text
+    assert "F.mse_loss(x_hat, x)" in pydoc.render_doc(vaelab.effective_beta, renderer=pydoc.plaintext)
+    assert "the labels are" in pydoc.render_doc(vaelab.fit, renderer=pydoc.plaintext)
+    assert "decoder's likelihood" in vaelab.VAE.likelihood.__doc__
+    assert "starting value of the learned one" in vaelab.mlp_vae.__doc__
+    assert "0.048 nats" in vaelab.sweep.__doc__
+
+
+def test_effective_beta_takes_a_shape_or_says_what_to_pass():
+    assert vaelab.effective_beta(data_dim=(1, 28, 28), latent_dim=20, recon_dims="mean") == pytest.approx(784)
+    with pytest.raises(ValueError, match=r"data_dim must be an integer >= 1.*e.g. data_dim=784"):
+        vaelab.effective_beta(data_dim=784.0, latent_dim=20)
+
+
+def test_image_grid_warns_before_saturating():
+    from vaelab import plots
+
+    with pytest.warns(UserWarning, match=r"images range from 0 to 255: values outside are clipped.*images / 255"):
+        plots.image_grid(torch.linspace(0, 255, 32).reshape(2, 1, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.image_grid(torch.rand(2, 1, 4, 4))
+
+
+def test_glue_prints_the_value_where_myst_nb_is_missing(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # as on Colab: import myst_nb fails
+    vaelab.glue("ch_number", np.float64(26.1834567))
+    vaelab.glue("ch_count", 20)
+    assert capsys.readouterr().out == "ch_number = 26.1835\nch_count = 20\n"
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        vaelab.glue("", 1.0)

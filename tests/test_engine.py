@@ -1,0 +1,108 @@
+"""What fit and sweep accept and refuse before the first step: the forms students pass, and what to do instead."""
+import numpy as np
+import pytest
+import torch
+
+import vaelab
+
+SHAPE = (1, 6, 6)
+DATA = torch.linspace(0.0, 1.0, 96 * 36).reshape(96, *SHAPE).remainder(0.97)
+LABELS = torch.arange(96) % 10
+TEST = DATA[:32].flip(0)
+OPTIONS = dict(epochs=1, batch_size=20, lr=3e-3, progress=False, sync_every=4)
+
+
+def model(**kwargs):
+    return vaelab.mlp_vae(data_shape=SHAPE, hidden=(16,), latent_dim=3, seed=0, **kwargs)
+
+
+def test_images_with_labels_train_as_the_images_alone():
+    plain = vaelab.fit(model(), DATA, test_data=TEST, **OPTIONS)
+    labelled = vaelab.fit(model(), (DATA, LABELS), test_data=(TEST, LABELS[:32]), **OPTIONS)
+    assert labelled.same_as(plain)
+    assert vaelab.elbo(model(), (TEST, LABELS[:32]))["elbo"] == vaelab.elbo(model(), TEST)["elbo"]
+
+
+def test_a_tensor_dataset_is_accepted_and_a_loader_is_refused_with_what_to_pass():
+    dataset = torch.utils.data.TensorDataset(DATA, LABELS)
+    assert vaelab.fit(model(), dataset, **OPTIONS).same_as(vaelab.fit(model(), DATA, **OPTIONS))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=20)
+    with pytest.raises(ValueError, match=r"data must be whole tensors, not a DataLoader: vaelab keeps the whole data "
+                                         r"set on the device.*e.g. data=loader.dataset.tensors"):
+        vaelab.fit(model(), loader, **OPTIONS)
+
+
+def test_other_extra_tensors_are_refused():
+    with pytest.raises(ValueError, match=r"data must hold 1 tensor\(s\) \(x\) for a VAE; got 3\. Pass the images alone"):
+        vaelab.fit(model(), (DATA, LABELS, LABELS), **OPTIONS)
+
+
+def test_float64_data_and_test_data_are_refused_before_the_first_step():
+    m = model()
+    before = [p.detach().clone() for p in m.parameters()]
+    with pytest.raises(ValueError, match=r"data has dtype torch.float64 but the model's parameters are torch.float32; "
+                                         r"convert the data with .to\(torch.float32\)"):
+        vaelab.fit(m, DATA.double(), **OPTIONS)
+    with pytest.raises(ValueError, match=r"test_data has dtype torch.float64"):
+        vaelab.fit(m, DATA, test_data=TEST.double(), **OPTIONS)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))  # not one step was taken
+    with pytest.raises(ValueError, match=r"test_data has dtype torch.float64"):
+        vaelab.sweep([model(), model()], DATA, test_data=TEST.double(), **OPTIONS)
+
+
+def test_a_gaussian_model_warns_about_8bit_grey_levels_stored_as_floats():
+    grey = (DATA * 3).round()  # whole numbers above 1 (0-255 would diverge this tiny model at once)
+    with pytest.warns(UserWarning, match=r"data look like 8-bit grey levels stored as floats .* Divide by 255"):
+        vaelab.fit(model(likelihood="gaussian"), grey, **dict(OPTIONS, epochs=1))
+    with pytest.warns(UserWarning, match=r"8-bit grey levels"):
+        vaelab.sweep([model(likelihood="gaussian"), model(likelihood="gaussian")], grey, max_steps=1, progress=False)
+
+
+def test_errors_say_what_to_do():
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 1, 6, 6\) for this model; got \(96, 36\); "
+                                         r"reshape it with x.reshape\(-1, 1, 6, 6\)"):
+        vaelab.fit(model(), DATA.reshape(96, 36), **OPTIONS)
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\]; got values from 0 to 247: they look like 8-bit grey levels, so divide by 255"):
+        vaelab.fit(model(), (DATA * 255).round(), **OPTIONS)
+    with pytest.raises(ValueError, match=r"x must be a floating-point tensor, got dtype torch.uint8; for 8-bit images "
+                                         r"use x.float\(\) / 255"):
+        vaelab.fit(model(), (DATA * 255).to(torch.uint8), **OPTIONS)
+    with pytest.raises(ValueError, match=r"data must be a tensor.*got ndarray; convert it with torch.from_numpy\(data\)"):
+        vaelab.fit(model(), DATA.numpy(), **OPTIONS)
+
+
+def test_dynamic_binarisation_binarises_the_heldout_images_once():
+    history = vaelab.fit(model(), DATA, test_data=TEST, binarize="dynamic", **dict(OPTIONS, epochs=2))
+    fixed = vaelab.data.binarize(TEST, method="sample", generator=vaelab.batching.generator(0, "binarize-test"))
+    m = model()
+    vaelab.fit(m, DATA, binarize="dynamic", **dict(OPTIONS, epochs=2))
+    assert history.epochs["test_elbo"][-1] == pytest.approx(vaelab.elbo(m, fixed)["elbo"])
+    assert history.epochs["test_elbo"][-1] != pytest.approx(vaelab.elbo(m, TEST)["elbo"])  # not BCE on grey levels
+    # binary held-out images stay as they are: a fixed binarisation passed in is used unchanged
+    again = vaelab.fit(model(), DATA, test_data=fixed, binarize="dynamic", **dict(OPTIONS, epochs=2))
+    assert again.epochs["test_elbo"] == history.epochs["test_elbo"]
+
+
+def test_a_learned_sigma_is_readable_and_recorded():
+    m = model(likelihood="gaussian", sigma="shared", log_sigma=-1.0)
+    assert float(m.sigma) == pytest.approx(np.exp(-1.0))
+    history = vaelab.fit(m, DATA, **dict(OPTIONS, epochs=3))
+    assert len(history.epochs["sigma"]) == 3
+    assert history.epochs["sigma"][-1] == pytest.approx(float(m.sigma))
+    assert history.epochs["sigma"][-1] != pytest.approx(np.exp(-1.0))  # it was learned
+    per_pixel = model(likelihood="gaussian", sigma="per_pixel", log_sigma=-1.0)
+    assert per_pixel.sigma.shape == SHAPE
+    assert model(likelihood="gaussian", sigma="optimal").sigma is None and model().sigma is None
+    assert "sigma" not in vaelab.fit(model(), DATA, **OPTIONS).epochs
+
+
+def test_a_plain_import_reaches_every_submodule_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, vaelab; assert 'matplotlib' not in sys.modules; "
+            "assert callable(vaelab.data.mnist) and callable(vaelab.plots.image_grid); "
+            "assert 'matplotlib' in sys.modules; print('ok')")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "ok\n"
+    with pytest.raises(AttributeError, match="has no attribute 'nonsense'"):
+        vaelab.nonsense
