@@ -19,12 +19,13 @@ PUBLIC = [
     "cyclical", "delayed_linear", "effective_beta", "elbo", "fit", "free_bits", "gaussian_kl", "gaussian_log_prob",
     "get_scale", "glue", "implied_sigma2", "iw_log_likelihood", "kl_penalty", "kl_per_dim", "linear",
     "load_checkpoint", "mig", "mig_from_codes", "mlp_vae", "mutual_information", "optimal_log_sigma", "pick_device",
-    "reduce_loss", "sweep", "training_loss",
+    "reduce_loss", "sweep", "training_loss", "bits_per_dim", "dequantize", "gaussian_baseline", "principal_variances",
+    "rate_distortion",
 ]
 DATA_PUBLIC = [
     "CHECKSUMS", "Checksum", "DOWNLOAD_DEADLINE", "DOWNLOAD_TIMEOUT", "DSPRITES_FACTORS", "DataIntegrityError",
-    "DownloadError", "DSPRITES_FILE", "MIRRORS", "PTBCorpus", "Sentences", "Vocab", "binarize", "cache_dir", "dsprites",
-    "dsprites_like", "fashion_mnist", "fetch_file", "file_version", "mnist", "ptb", "render_dsprites_like",
+    "DownloadError", "DSPRITES_FILE", "MIRRORS", "PTBCorpus", "Sentences", "Vocab", "binarize", "cache_dir", "dequantize", "dsprites",
+    "dsprites_like", "fashion_mnist", "fetch_file", "file_version", "mnist", "on_level_grid", "ptb", "render_dsprites_like",
 ]
 
 

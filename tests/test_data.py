@@ -606,3 +606,36 @@ def test_real_ptb_matches_the_documented_counts():
     # README's distinct words: 10,000 in train counting <eos>; 6,021 and 6,048 words in valid and test
     distinct = {split: len(torch.unique(getattr(corpus, split).tokens)) for split in ("train", "valid", "test")}
     assert distinct == {"train": 10_000 + 2, "valid": 6_021 + 3, "test": 6_048 + 3}  # + <pad>, <sos> (, <eos>)
+
+
+# ----------------------------------------------------------------- dequantisation
+
+
+def test_dequantize_spreads_each_grey_level_over_its_bin_inside_the_open_interval():
+    k = torch.arange(256, dtype=torch.float64).repeat(400)
+    grey = (k / 255).to(torch.float32)
+    y = data.dequantize(grey, generator=torch.Generator().manual_seed(0))
+    assert y.dtype == torch.float32 and y.shape == grey.shape
+    assert float(y.min()) > 0 and float(y.max()) < 1  # strictly inside, in float32 too
+    u = y.double() * 256 - k  # uniform within each level's bin [k/256, (k+1)/256]: float32 may round onto its edge
+    assert float(u.min()) >= 0 and float(u.max()) <= 1
+    assert abs(float(u.mean()) - 0.5) < 0.02 and abs(float(u.var()) - 1 / 12) < 0.01
+
+
+def test_dequantize_stays_below_one_where_float32_would_round_up():
+    grey = torch.ones(1000)
+    generator = torch.Generator().manual_seed(1)
+    top = data.dequantize(grey, generator=generator)
+    assert float(top.max()) <= 1 - 2**-24 < 1.0
+    # (255 + u) / 256 for u close to 1 is 1.0 in float32 without the clamp
+    assert torch.tensor((255 + (1 - 2**-30)) / 256, dtype=torch.float32).item() == 1.0
+
+
+def test_dequantize_refuses_values_off_the_grey_level_grid():
+    with pytest.raises(ValueError, match=r"images must be grey levels k / 255 .* these are not"):
+        data.dequantize(torch.tensor([0.5, 0.25]))
+    with pytest.raises(ValueError, match=r"images contains 1 NaN"):
+        data.dequantize(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match=r"images must lie in \[0, 1\]"):
+        data.dequantize(torch.tensor([0.0, 2.0]))
+    assert data.on_level_grid(torch.tensor([0.0, 1 / 255, 1.0])) and not data.on_level_grid(torch.tensor([0.3]))

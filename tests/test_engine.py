@@ -106,3 +106,60 @@ def test_a_plain_import_reaches_every_submodule_lazily():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "ok\n"
     with pytest.raises(AttributeError, match="has no attribute 'nonsense'"):
         vaelab.nonsense
+
+
+GREY = (DATA * 255).round() / 255  # on the 8-bit grid, as the loaders return it
+
+
+def test_dequantize_draws_fresh_noise_every_epoch_and_fixes_the_heldout_noise():
+    seen = []
+    m = model(likelihood="gaussian")
+    real_forward = m.forward
+
+    def spy(x, eps, **kwargs):
+        if m.training:
+            seen.append(x.clone())
+        return real_forward(x, eps, **kwargs)
+
+    m.forward = spy
+    history = vaelab.fit(m, GREY, test_data=GREY[:32], dequantize=True, **dict(OPTIONS, batch_size=96, epochs=2))
+    assert not torch.equal(seen[0], seen[1]) and bool((seen[0] > 0).all() and (seen[0] < 1).all())
+    fixed = vaelab.dequantize(GREY[:32], generator=vaelab.batching.generator(0, "dequantize-test"))
+    assert history.epochs["test_elbo"][-1] == pytest.approx(vaelab.elbo(m, fixed)["elbo"])
+    with pytest.raises(ValueError, match="binarize and dequantize are alternatives"):
+        vaelab.fit(model(), GREY, binarize="dynamic", dequantize=True, **OPTIONS)
+    with pytest.raises(ValueError, match=r"dequantize=True needs the training images as grey levels k / 255"):
+        vaelab.fit(model(likelihood="gaussian"), DATA * 0.999, dequantize=True, **OPTIONS)
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_pixel"])
+def test_a_learned_sigma_starts_from_the_training_data_unless_given(mode):
+    m = model(likelihood="gaussian", sigma=mode)
+    assert m.head.init_from_data
+    vaelab.fit(m, GREY, **dict(OPTIONS, max_steps=1, lr=1e-12))  # one step that moves nothing
+    deviation = GREY - GREY.mean(0)
+    expected = deviation.square().mean(0).sqrt() if mode == "per_pixel" else deviation.square().mean().sqrt()
+    torch.testing.assert_close(m.sigma, expected.clamp(min=np.exp(-8.0)), rtol=1e-4, atol=0)
+    assert not m.head.init_from_data
+    given = model(likelihood="gaussian", sigma=mode, log_sigma=0.0)
+    vaelab.fit(given, GREY, **dict(OPTIONS, max_steps=1, lr=1e-12))
+    assert torch.allclose(given.sigma, torch.ones(()))
+
+
+def test_a_sweep_of_learned_sigmas_with_dequantisation_equals_separate_fits():
+    options = dict(OPTIONS, epochs=2, dequantize=True, test_data=GREY[:32], seed=5)
+    betas = [0.5, 2.0]
+    models = [model(likelihood="gaussian", sigma="shared") for _ in betas]
+    histories = vaelab.sweep(models, GREY, betas=betas, **options)
+    for beta, swept, history in zip(betas, models, histories):
+        separate = model(likelihood="gaussian", sigma="shared")
+        reference = vaelab.fit(separate, GREY, objective=vaelab.Objective(beta=beta), **options)
+        np.testing.assert_allclose(history["objective"], reference["objective"], rtol=1e-4)
+        np.testing.assert_allclose(history.epochs["sigma"], reference.epochs["sigma"], rtol=1e-5)
+        np.testing.assert_allclose(history.epochs["test_elbo"], reference.epochs["test_elbo"], rtol=1e-5)
+
+
+def test_resume_knows_about_dequantisation(tmp_path):
+    vaelab.fit(model(likelihood="gaussian"), GREY, checkpoint_dir=tmp_path, dequantize=True, **OPTIONS)
+    with pytest.raises(ValueError, match=r"dequantize: checkpoint True, this call False"):
+        vaelab.fit(model(likelihood="gaussian"), GREY, checkpoint_dir=tmp_path, **OPTIONS)

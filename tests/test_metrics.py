@@ -2,6 +2,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -208,3 +209,62 @@ def test_mig_of_a_model_uses_its_posterior_means_and_checks_factor_length():
         vaelab.mig(model, x, GRID[:59, :2])
     with pytest.raises(ValueError, match="factors must hold integer factor labels"):
         vaelab.mig(model, x, GRID[:, :2].float())
+
+
+# ------------------------------------------------------------ dequantised units
+
+
+def test_a_uniform_decoder_whose_posterior_is_the_prior_scores_exactly_8_bits_per_dim():
+    # Beta(1, 1) is uniform on (0, 1): log p(y | z) = 0 for every y, and q(z|x) = p(z) makes every weight 1.
+    model = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2, likelihood="beta", seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.decoder[0][-1].bias.fill_(math.log(math.expm1(1 - 1e-4)))  # softplus(b) + 1e-4 = 1
+    grey = torch.randint(0, 256, (50, 1, 4, 4)).float() / 255
+    y = vaelab.dequantize(grey, generator=torch.Generator().manual_seed(0))
+    result = vaelab.iw_log_likelihood(model, y, k=4, levels=256)
+    assert result["nll"] == pytest.approx(0.0, abs=1e-4)
+    assert result["bits_per_dim"] == pytest.approx(8.0, abs=1e-5)
+    assert vaelab.iw_log_likelihood(model, y, k=4)["bits_per_dim"] == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="levels must be an integer >= 2"):
+        vaelab.iw_log_likelihood(model, y, k=4, levels=1)
+
+
+def test_gaussian_baseline_is_the_maximum_likelihood_gaussian_that_ignores_the_input():
+    gen = torch.Generator().manual_seed(0)
+    train = torch.rand(500, 1, 3, 3, generator=gen, dtype=torch.float64) * torch.linspace(0.1, 1, 9).reshape(1, 1, 3, 3)
+    test = train[:100].flip(0)
+    mean = train.mean(0)
+    for mode, var in (("shared", (train - mean).square().mean()), ("per_pixel", (train - mean).square().mean(0))):
+        result = vaelab.gaussian_baseline(train, test, sigma=mode)
+        reference = torch.distributions.Normal(mean, var.sqrt()).log_prob(test).sum((1, 2, 3)).mean()
+        assert result["nll"] == pytest.approx(-float(reference), rel=1e-9)
+        assert result["bits_per_dim"] == pytest.approx(result["nll"] / (9 * math.log(2)))
+        assert vaelab.gaussian_baseline(train, test, sigma=mode, levels=256)["bits_per_dim"] == pytest.approx(
+            result["bits_per_dim"] + 8)
+    per_pixel = vaelab.gaussian_baseline(train, test, sigma="per_pixel")
+    assert per_pixel["nll"] < vaelab.gaussian_baseline(train, test, sigma="shared")["nll"]  # pixels differ in spread
+    with pytest.raises(ValueError, match="sigma must be one of 'shared', 'per_pixel'"):
+        vaelab.gaussian_baseline(train, test, sigma="learned")
+
+
+def test_principal_variances_are_the_covariance_eigenvalues():
+    gen = torch.Generator().manual_seed(0)
+    directions = torch.linalg.qr(torch.randn(6, 6, generator=gen, dtype=torch.float64))[0]
+    scales = torch.tensor([3.0, 1.0, 0.5, 0.1, 0.01, 0.001], dtype=torch.float64)
+    codes = torch.randn(20000, 6, generator=gen, dtype=torch.float64) * scales
+    images = (codes @ directions.T).reshape(-1, 1, 2, 3)
+    variances = vaelab.principal_variances(images)
+    np.testing.assert_allclose(variances.numpy(), (scales**2).numpy(), rtol=0.05)
+    assert int((variances > 0.2**2).sum()) == 3  # the directions a fixed sigma of 0.2 leaves room for
+
+
+def test_rate_distortion_matches_the_elbo_terms_and_the_squared_error():
+    model = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2, likelihood="gaussian", log_sigma=-1.0, seed=0)
+    x = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    result, e = vaelab.rate_distortion(model, x, seed=3), vaelab.elbo(model, x, seed=3)
+    assert result["rate"] == pytest.approx(e["kl"]) and result["recon"] == pytest.approx(e["recon"])
+    # a Gaussian with fixed sigma: recon = SSE / (2 sigma^2) + (D / 2) log(2 pi sigma^2)
+    sigma2 = math.exp(-2.0)
+    assert result["recon"] == pytest.approx(result["sse"] / (2 * sigma2) + 8 * math.log(2 * math.pi * sigma2), rel=1e-6)

@@ -43,7 +43,20 @@ from .likelihoods import (
     gaussian_log_prob,
     optimal_log_sigma,
 )
-from .metrics import active_units, elbo, iw_log_likelihood, kl_per_dim, mig, mig_from_codes, mutual_information
+from .metrics import (
+    active_units,
+    bits_per_dim,
+    elbo,
+    gaussian_baseline,
+    iw_log_likelihood,
+    kl_per_dim,
+    mig,
+    mig_from_codes,
+    mutual_information,
+    principal_variances,
+    rate_distortion,
+)
+from .data.images import dequantize
 from .models import VAE, GaussianHead, SentenceVAE, VAEOutput, conv_vae, mlp_vae
 from .notebook import glue
 from .objective import Objective, kl_penalty, training_loss
@@ -64,6 +77,11 @@ __all__ = [
     "VAE",
     "VAEOutput",
     "active_units",
+    "bits_per_dim",
+    "dequantize",
+    "gaussian_baseline",
+    "principal_variances",
+    "rate_distortion",
     "bernoulli_log_prob",
     "beta_from_norm",
     "beta_log_prob",

@@ -123,6 +123,17 @@ def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
     return number
 
 
+def check_real(name: str, value) -> float:
+    """Require a finite real number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
 def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
     """Require an integer >= ``minimum`` (bools are rejected)."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -21,10 +21,12 @@ import torch
 from ._checks import check_choice, check_positive, check_positive_int, no_validation
 from .batching import batch_slices, derive_seed, generator, pick_device, training_tensors
 from .data.images import binarize as binarize_images
+from .data.images import dequantize as dequantize_images
+from .data.images import on_level_grid
 from .history import History, TrainingDiverged
 from .metrics import elbo as heldout_elbo
 
-__all__ = ["Plan", "epoch_record", "make_adam", "minibatches", "plan_run", "progress_bar"]
+__all__ = ["Plan", "epoch_images", "epoch_record", "init_scales", "make_adam", "minibatches", "plan_run", "progress_bar"]
 
 
 @dataclasses.dataclass
@@ -37,6 +39,7 @@ class Plan:
     batch_size: int
     lr: float
     binarize: str | None
+    dequantize: bool
     steps_per_epoch: int
     total_steps: int
 
@@ -60,13 +63,15 @@ def _warn_if_8bit(model, images: torch.Tensor, name: str) -> None:
         )
 
 
-def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, binarize, device, max_steps,
-             sync_every, seed) -> Plan:
+def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, binarize, dequantize, device,
+             max_steps, sync_every, seed) -> Plan:
     """Check everything a run needs before its first step, and move model and data to the device.
 
     With ``binarize="dynamic"``, ``test_data`` is binarised once, from a generator seeded
     by ``seed`` (a fixed binarisation of the held-out set, as in Burda et al. 2016), so the
     held-out ELBO is a log-likelihood of binary images; data that are binary already stay
+    as they are. Likewise with ``dequantize=True``: held-out grey levels are dequantised
+    once, and held-out data that are not on the grey-level grid (dequantised already) stay
     as they are.
     """
     epochs = check_positive_int("epochs", epochs)
@@ -80,6 +85,10 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
             f"{getattr(model, 'likelihood', None)!r}; build the model with likelihood={likelihood!r}"
         )
     check_choice("binarize", binarize, (None, "dynamic"))
+    if not isinstance(dequantize, bool):
+        raise ValueError(f"dequantize must be True or False; got {dequantize!r}")
+    if dequantize and binarize is not None:
+        raise ValueError("binarize and dequantize are alternatives (binary images, or dequantised grey levels); pass one")
     device = pick_device(device)
     model.to(device)
     tensors = tuple(t.to(device) for t in training_tensors(model, data, "data"))
@@ -89,12 +98,40 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
         if binarize == "dynamic":
             fixed = generator(seed, "binarize-test", device=device)
             test_tensors = (binarize_images(test_tensors[0], method="sample", generator=fixed),) + test_tensors[1:]
+        if dequantize and on_level_grid(test_tensors[0]):
+            fixed = generator(seed, "dequantize-test", device=device)
+            test_tensors = (dequantize_images(test_tensors[0], generator=fixed),) + test_tensors[1:]
+    if dequantize and not on_level_grid(tensors[0]):
+        raise ValueError(
+            "dequantize=True needs the training images as grey levels k / 255, as vaelab's loaders return them; "
+            "these are not (already dequantised or rescaled?): pass the original images, or dequantize=False"
+        )
     _warn_if_8bit(model, tensors[0], "data")
     steps_per_epoch = math.ceil(tensors[0].shape[0] / batch_size)
     total_steps = epochs * steps_per_epoch
     if max_steps is not None:
         total_steps = min(total_steps, check_positive_int("max_steps", max_steps))
-    return Plan(device, tensors, test_tensors, batch_size, lr, binarize, steps_per_epoch, total_steps)
+    return Plan(device, tensors, test_tensors, batch_size, lr, binarize, dequantize, steps_per_epoch, total_steps)
+
+
+def epoch_images(plan: Plan, *, seed: int, epoch: int) -> tuple:
+    """The training tensors as epoch ``epoch`` sees them: binarised or dequantised afresh, from ``(seed, epoch)``."""
+    if plan.binarize == "dynamic":
+        gen = generator(seed, "binarize", epoch, device=plan.device)
+        return (binarize_images(plan.tensors[0], method="sample", generator=gen),) + plan.tensors[1:]
+    if plan.dequantize:
+        gen = generator(seed, "dequantize", epoch, device=plan.device)
+        return (dequantize_images(plan.tensors[0], generator=gen),) + plan.tensors[1:]
+    return plan.tensors
+
+
+def init_scales(models, plan: Plan, *, seed: int) -> None:
+    """Start each learned Gaussian sigma that asks for it from the training images of the first epoch."""
+    heads = [m.head for m in models if getattr(getattr(m, "head", None), "init_from_data", False)]
+    if heads:
+        images = epoch_images(plan, seed=seed, epoch=0)[0]
+        for head in heads:
+            head.init_from(images)
 
 
 def minibatches(plan: Plan, *, seed: int, start_step: int, latent_dim: int):
@@ -104,10 +141,7 @@ def minibatches(plan: Plan, *, seed: int, start_step: int, latent_dim: int):
     while step < plan.total_steps:
         epoch, position = divmod(step, plan.steps_per_epoch)
         permutation = torch.randperm(plan.n, generator=generator(seed, "shuffle", epoch)).to(plan.device)
-        epoch_tensors = plan.tensors
-        if plan.binarize == "dynamic":
-            gen = generator(seed, "binarize", epoch, device=plan.device)
-            epoch_tensors = (binarize_images(plan.tensors[0], method="sample", generator=gen),) + plan.tensors[1:]
+        epoch_tensors = epoch_images(plan, seed=seed, epoch=epoch)
         slices = list(batch_slices(plan.n, plan.batch_size, permutation=permutation))
         for index in slices[position:]:
             if step >= plan.total_steps:

@@ -12,19 +12,9 @@ import math
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_positive, check_positive_int
+from ._checks import check_choice, check_positive, check_positive_int, check_real
 
 __all__ = ["Schedule", "constant", "linear", "delayed_linear", "cyclical", "capacity"]
-
-
-def _real(name: str, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
 
 
 class Schedule:
@@ -75,8 +65,8 @@ class linear(Schedule):
 
     def __init__(self, total_steps: int, *, start: float = 0.0, stop: float = 1.0):
         self.total_steps = check_positive_int("total_steps", total_steps)
-        self.start = _real("start", start)
-        self.stop = _real("stop", stop)
+        self.start = check_real("start", start)
+        self.stop = check_real("stop", stop)
 
     def _weights(self, steps):
         progress = torch.clamp(steps / self.total_steps, max=1.0)
@@ -93,7 +83,7 @@ class delayed_linear(Schedule):
     def __init__(self, delay_steps: int, ramp_steps: int, *, stop: float = 1.0):
         self.delay_steps = check_positive_int("delay_steps", delay_steps, minimum=0)
         self.ramp_steps = check_positive_int("ramp_steps", ramp_steps)
-        self.stop = _real("stop", stop)
+        self.stop = check_real("stop", stop)
 
     def _weights(self, steps):
         progress = torch.clamp((steps - self.delay_steps) / self.ramp_steps, min=0.0, max=1.0)
@@ -124,12 +114,12 @@ class cyclical(Schedule):
     ):
         self.total_steps = check_positive_int("total_steps", total_steps)
         self.n_cycles = check_positive_int("n_cycles", n_cycles)
-        ratio = _real("ratio", ratio)
+        ratio = check_real("ratio", ratio)
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], the fraction of each cycle spent rising; got {ratio}")
         self.ratio = ratio
-        self.start = _real("start", start)
-        self.stop = _real("stop", stop)
+        self.start = check_real("start", start)
+        self.stop = check_real("stop", stop)
         self.shape = check_choice("shape", shape, _SHAPES)
 
     @property

@@ -23,7 +23,7 @@ from torch.func import functional_call, vmap
 
 from ._checks import no_validation
 from .checkpoints import model_fingerprint
-from .engine import epoch_record, make_adam, minibatches, plan_run, progress_bar
+from .engine import epoch_record, init_scales, make_adam, minibatches, plan_run, progress_bar
 from .history import History, StepLog
 from .models import VAE
 from .objective import Objective
@@ -179,7 +179,7 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
         betas: ``C`` KL weights (numbers or schedules), each the objective
             ``Objective(beta=...)``. Neither means the ELBO for every model.
         **options: ``test_data``, ``epochs``, ``batch_size``, ``lr``, ``likelihood``,
-            ``binarize``, ``seed``, ``device``, ``max_steps``, ``sync_every``, ``progress``:
+            ``binarize``, ``dequantize``, ``seed``, ``device``, ``max_steps``, ``sync_every``, ``progress``:
             as in :func:`vaelab.fit`, shared by all configurations. (No checkpoints and no
             gradient clipping: use ``fit`` for those.)
 
@@ -200,11 +200,13 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
     template = models[0]
     plan = plan_run(
         template, data, test_data=options["test_data"], epochs=options["epochs"], batch_size=options["batch_size"],
-        lr=options["lr"], likelihood=options["likelihood"], binarize=options["binarize"], device=options["device"],
-        max_steps=options["max_steps"], sync_every=sync_every, seed=seed,
+        lr=options["lr"], likelihood=options["likelihood"], binarize=options["binarize"],
+        dequantize=options["dequantize"], device=options["device"], max_steps=options["max_steps"],
+        sync_every=sync_every, seed=seed,
     )
     for model in models[1:]:
         model.to(plan.device)
+    init_scales(models, plan, seed=seed)
     host_weights = np.stack([o.betas(plan.total_steps) for o in objectives], axis=1)  # (steps, C), float64
     dtype = next(template.parameters()).dtype
     loss_weights = torch.as_tensor(host_weights, device=plan.device).to(dtype)  # fit multiplies by a float in the model's precision

@@ -33,7 +33,7 @@ from .checkpoints import (
     tensor_digest,
     values_digest,
 )
-from .engine import epoch_record, make_adam, minibatches, plan_run, progress_bar
+from .engine import epoch_record, init_scales, make_adam, minibatches, plan_run, progress_bar
 from .history import History, StepLog, TrainingDiverged
 from .objective import Objective
 
@@ -51,6 +51,7 @@ def fit(
     lr: float = 1e-3,
     likelihood: str | None = None,
     binarize: str | None = None,
+    dequantize: bool = False,
     seed: int = 0,
     device=None,
     clip_grad_norm: float | None = None,
@@ -89,6 +90,10 @@ def fit(
             training, say, a Gaussian model while believing it is Bernoulli).
         binarize: ``"dynamic"`` re-samples binary images from the grey levels every epoch
             (Burda et al. 2016); ``None`` uses ``data`` as given.
+        dequantize: ``True`` dequantises the 8-bit grey levels afresh every epoch,
+            ``(k + u) / 256`` with ``u ~ U(0, 1)`` (:func:`vaelab.data.dequantize`), the
+            honest input for a density model (Gaussian, Beta, continuous Bernoulli); held-out
+            grey levels are dequantised once with a generator seeded by ``seed``.
         seed: the one seed for shuffling, noise and binarisation. Model weights are not
             re-initialised: build the model with its own ``seed``.
         device: ``None`` picks CUDA, then MPS, then CPU.
@@ -131,11 +136,13 @@ def fit(
         )
     plan = plan_run(
         model, data, test_data=test_data, epochs=epochs, batch_size=batch_size, lr=lr, likelihood=likelihood,
-        binarize=binarize, device=device, max_steps=max_steps, sync_every=sync_every, seed=seed,
+        binarize=binarize, dequantize=dequantize, device=device, max_steps=max_steps, sync_every=sync_every,
+        seed=seed,
     )
     betas = objective.betas(plan.total_steps)
     capacities = objective.capacities(plan.total_steps)
 
+    init_scales([model], plan, seed=seed)  # before the optimiser; a resumed run overwrites it below
     optimizer = make_adam(model.parameters(), plan.lr)
     history = History(model.latent_dim)
     step = 0
@@ -150,7 +157,7 @@ def fit(
         return {
             **digests, "examples": plan.n, "seed": seed, "batch_size": plan.batch_size, "lr": plan.lr,
             "optimizer": "Adam(betas=(0.9, 0.999), eps=1e-08)", "clip_grad_norm": clip_grad_norm,
-            "binarize": plan.binarize, **{f"model {k}": v for k, v in fixed_settings(model).items()},
+            "binarize": plan.binarize, "dequantize": plan.dequantize, **{f"model {k}": v for k, v in fixed_settings(model).items()},
             **{f"objective.{k}": v for k, v in objective.describe().items()},
             "objective.beta values": values_digest(objective.betas(steps)),
             "objective.capacity values": None if capacities is None else values_digest(objective.capacities(steps)),

@@ -30,7 +30,7 @@ from .files import (
     fetch_file,
     file_version,
 )
-from .images import binarize, fashion_mnist, mnist
+from .images import binarize, dequantize, fashion_mnist, mnist, on_level_grid
 from .sprites import DSPRITES_FACTORS, dsprites, dsprites_like, render_dsprites_like
 from .text import PTBCorpus, Sentences, Vocab, ptb
 

@@ -6,6 +6,9 @@
 * :func:`kl_per_dim`, :func:`active_units`: which latent dimensions carry information.
 * :func:`mutual_information`: ``I(x; z)`` under the aggregate posterior.
 * :func:`mig`, :func:`mig_from_codes`: the mutual information gap (Chen et al. 2018).
+* :func:`rate_distortion`: rate and distortion on held-out data; :func:`gaussian_baseline`:
+  the input-ignoring Gaussian a Gaussian VAE must beat; :func:`principal_variances`: the
+  data's variance per principal direction; :func:`bits_per_dim`.
 
 All of them work on whole tensors on the model's device, a batch of examples at a time.
 The modules: :mod:`~vaelab.metrics.estimates` (likelihood estimates),
@@ -14,7 +17,7 @@ and :mod:`~vaelab.metrics.posterior` (what they share).
 """
 from . import disentanglement, estimates, latents
 from .disentanglement import mig, mig_from_codes
-from .estimates import elbo, iw_log_likelihood
-from .latents import active_units, kl_per_dim, mutual_information
+from .estimates import bits_per_dim, elbo, gaussian_baseline, iw_log_likelihood, rate_distortion
+from .latents import active_units, kl_per_dim, mutual_information, principal_variances
 
 __all__ = sorted(disentanglement.__all__ + estimates.__all__ + latents.__all__)

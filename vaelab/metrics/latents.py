@@ -6,12 +6,12 @@ import math
 
 import torch
 
-from .._checks import check_positive
+from .._checks import check_positive, check_tensor
 from ..batching import batch_slices, generator
 from ..divergences import gaussian_kl
 from .posterior import checked_images, encode_all
 
-__all__ = ['active_units', 'kl_per_dim', 'mutual_information']
+__all__ = ["active_units", "kl_per_dim", "mutual_information", "principal_variances"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -83,3 +83,29 @@ def mutual_information(model, data, *, batch_size: int = 1000, seed: int = 0) ->
             total = torch.logaddexp(total, torch.logsumexp(_log_normal_matrix(z[rows], mu[cols], logvar[cols]), dim=1))
         log_q_mixture[rows] = total - math.log(n)
     return min(max(float((log_q_own - log_q_mixture).mean()), 0.0), math.log(n))
+
+
+@torch.no_grad()
+def principal_variances(images: torch.Tensor) -> torch.Tensor:
+    """The variances of the data along its principal directions, largest first.
+
+    The eigenvalues of the covariance matrix of the flattened images (computed in
+    float64). For a VAE with a linear decoder and a Gaussian likelihood of fixed variance
+    ``sigma^2``, a latent direction survives only where the data vary by more than
+    ``sigma^2`` along it; the others collapse to the prior (Lucas et al. 2019). So
+    ``(principal_variances(x) > sigma**2).sum()`` counts the directions a fixed sigma leaves
+    room for.
+
+    Args:
+        images: ``(N, *shape)``, floating point, in data units (e.g. pixels in [0, 1]).
+
+    Returns:
+        ``(D,)`` float64, squared data units, on the CPU.
+    """
+    check_tensor("images", images, min_dim=2)
+    flat = images.reshape(images.shape[0], -1).double().cpu()
+    if flat.shape[0] < 2:
+        raise ValueError(f"images must hold at least 2 examples to have a covariance; got {flat.shape[0]}")
+    centred = flat - flat.mean(dim=0)
+    covariance = centred.T @ centred / (flat.shape[0] - 1)
+    return torch.linalg.eigvalsh(covariance).flip(0).clamp(min=0.0)

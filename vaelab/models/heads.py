@@ -10,7 +10,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .._checks import check_choice
+from .._checks import check_choice, check_real
 from ..likelihoods import (
     bernoulli_log_prob,
     beta_log_prob,
@@ -19,6 +19,7 @@ from ..likelihoods import (
     gaussian_log_prob,
     optimal_log_sigma,
 )
+from ..likelihoods import MIN_LOG_SIGMA
 
 __all__ = [
     "BernoulliHead",
@@ -70,16 +71,29 @@ class GaussianHead(nn.Module):
     * ``"shared"``: one learned scalar (sigma-VAE, Rybkin et al. 2021);
     * ``"per_pixel"``: one learned value per pixel;
     * ``"optimal"``: the batch's maximum-likelihood value :func:`vaelab.optimal_log_sigma`.
+
+    ``log_sigma`` is the fixed value, or the start of a learned one. ``None`` means 0
+    (sigma = 1) for ``"fixed"``, and for a learned sigma: start from the training data.
+    :func:`vaelab.fit` and :func:`vaelab.sweep` then set it, before the first step, to the
+    sigma of the best Gaussian that ignores the input (the RMS deviation of the training
+    images from their mean image; per pixel, each pixel's standard deviation), which a
+    VAE can only improve on. Starting from 0 instead, Adam moves ``log sigma`` by about
+    the learning rate per step, so reaching sigma = 0.1 takes thousands of steps (chapter 2).
+    A learned ``log sigma`` is clamped at :data:`vaelab.likelihoods.MIN_LOG_SIGMA`.
     """
 
     likelihood = "gaussian"
     n_outputs = 1
     support = None
 
-    def __init__(self, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float = 0.0):
+    def __init__(self, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float | None = None):
         super().__init__()
         self.sigma = check_choice("sigma", sigma, GAUSSIAN_SIGMAS)
-        init = torch.full(data_shape if sigma == "per_pixel" else (), float(log_sigma))
+        #: True until fit or sweep has set a learned sigma from the training data.
+        self.init_from_data = log_sigma is None and sigma in ("shared", "per_pixel")
+        if log_sigma is not None:
+            log_sigma = check_real("log_sigma", log_sigma)
+        init = torch.full(data_shape if sigma == "per_pixel" else (), 0.0 if log_sigma is None else log_sigma)
         if sigma in ("shared", "per_pixel"):
             self.log_sigma = nn.Parameter(init)
         else:
@@ -92,7 +106,20 @@ class GaussianHead(nn.Module):
         """The ``log sigma`` used to score ``x``: 0-dim, or ``data_shape`` for per-pixel."""
         if self.sigma == "optimal":
             return optimal_log_sigma(x, params["mean"])
-        return self.log_sigma
+        if self.sigma == "fixed":
+            return self.log_sigma
+        return self.log_sigma.clamp(min=MIN_LOG_SIGMA)
+
+    @torch.no_grad()
+    def init_from(self, images: torch.Tensor) -> None:
+        """Set a learned ``log sigma`` from training images ``(N, *data_shape)`` (see the class docstring)."""
+        deviation = images - images.mean(dim=0)
+        if self.sigma == "per_pixel":
+            log_sigma = 0.5 * deviation.square().mean(dim=0).log()
+        else:
+            log_sigma = 0.5 * deviation.square().mean().log()
+        self.log_sigma.copy_(log_sigma.clamp(min=MIN_LOG_SIGMA))
+        self.init_from_data = False
 
     def log_prob(self, x, params, *, per_dim=False):
         return gaussian_log_prob(x, params["mean"], self.current_log_sigma(x, params), per_dim=per_dim)
@@ -128,7 +155,7 @@ class BetaHead(nn.Module):
         return params["alpha"] / (params["alpha"] + params["beta"])
 
 
-def make_head(likelihood: str, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float = 0.0) -> nn.Module:
+def make_head(likelihood: str, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float | None = None) -> nn.Module:
     """The decoder head for a likelihood name (one of :data:`LIKELIHOODS`)."""
     check_choice("likelihood", likelihood, LIKELIHOODS)
     if likelihood == "gaussian":

@@ -156,7 +156,7 @@ def mlp_vae(
     likelihood: str = "bernoulli",
     activation: str = "relu",
     sigma: str = "fixed",
-    log_sigma: float = 0.0,
+    log_sigma: float | None = None,
     seed: int | None = None,
 ) -> VAE:
     """A fully connected VAE: ``N - hidden... - 2M`` encoder, mirrored decoder.
@@ -173,9 +173,10 @@ def mlp_vae(
         sigma: how a Gaussian decoder gets its standard deviation: ``"fixed"``, ``"shared"``
             (one learned value), ``"per_pixel"`` (learned per pixel) or ``"optimal"`` (the
             batch's maximum-likelihood value); see :class:`vaelab.models.GaussianHead`.
-        log_sigma: for ``"fixed"``, the log standard deviation (data units); for
-            ``"shared"`` and ``"per_pixel"``, the starting value of the learned one. Read the
-            current value as ``model.sigma``.
+        log_sigma: for ``"fixed"``, the log standard deviation (data units; ``None`` is 0);
+            for ``"shared"`` and ``"per_pixel"``, the starting value of the learned one,
+            where ``None`` (the default) lets :func:`vaelab.fit` start it from the training
+            data. Read the current value as ``model.sigma``.
         seed: initialise the weights from this seed (global RNG untouched).
     """
     data_shape = _check_common(data_shape, latent_dim, likelihood)
@@ -199,7 +200,7 @@ def conv_vae(
     latent_dim: int = 16,
     likelihood: str = "bernoulli",
     sigma: str = "fixed",
-    log_sigma: float = 0.0,
+    log_sigma: float | None = None,
     seed: int | None = None,
 ) -> VAE:
     """A convolutional VAE: stride-2 4x4 convolutions, then a dense layer; a mirrored decoder.
