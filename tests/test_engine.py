@@ -163,3 +163,20 @@ def test_resume_knows_about_dequantisation(tmp_path):
     vaelab.fit(model(likelihood="gaussian"), GREY, checkpoint_dir=tmp_path, dequantize=True, **OPTIONS)
     with pytest.raises(ValueError, match=r"dequantize: checkpoint True, this call False"):
         vaelab.fit(model(likelihood="gaussian"), GREY, checkpoint_dir=tmp_path, **OPTIONS)
+
+
+def test_the_optimal_sigma_is_fixed_from_training_data_before_heldout_data_are_scored():
+    m = model(likelihood="gaussian", sigma="optimal")
+    assert m.sigma is None  # nothing fixed yet
+    history = vaelab.fit(m, GREY, test_data=GREY[:32], dequantize=True, **dict(OPTIONS, epochs=2))
+    fixed = float(m.sigma)
+    train_epoch = vaelab.dequantize(GREY, generator=vaelab.batching.generator(0, "dequantize", 1))
+    expected = (vaelab.rate_distortion(m, train_epoch)["sse"] / 36) ** 0.5
+    assert fixed == pytest.approx(expected, rel=1e-5) and history.epochs["sigma"][-1] == pytest.approx(fixed)
+    # in eval mode, any data are scored with that sigma, not with their own batch optimum
+    test = vaelab.dequantize(GREY[:32], generator=torch.Generator().manual_seed(3))
+    out = m.eval()(test, torch.zeros(32, 3))
+    mean = out.params["mean"]
+    reference = torch.distributions.Normal(mean, fixed).log_prob(test).sum((1, 2, 3))
+    torch.testing.assert_close(out.log_px, reference, rtol=1e-5, atol=1e-4)
+    assert fixed != pytest.approx(float(vaelab.optimal_log_sigma(test, mean).exp()), rel=1e-3)

@@ -67,3 +67,11 @@ def test_latent_traversal_varies_one_dimension_per_row():
     z[0, 2] = 1.0
     expected = model.head.mean(model.decode(z))[0, 0].detach().numpy()
     np.testing.assert_allclose(grid[5:9, 10:14], expected, rtol=1e-6)
+
+
+def test_rate_distortion_plane_in_squared_error_units():
+    ax = plots.rate_distortion_plane([("a", 1.0, 20.0), ("b", 5.0, 12.0)], distortion="sse")
+    assert "squared error" in ax.get_ylabel() and len(ax.lines) == 1  # no equal-ELBO diagonals
+    assert len(plots.rate_distortion_plane([("a", 1.0, 20.0), ("b", 5.0, 12.0)]).lines) == 4
+    with pytest.raises(ValueError, match="distortion must be one of 'nats', 'sse'"):
+        plots.rate_distortion_plane([("a", 1.0, 2.0)], distortion="bits")

@@ -53,6 +53,8 @@ def fixed_settings(model) -> dict:
         if hasattr(head, "sigma") and isinstance(head.sigma, str):
             settings["sigma"] = head.sigma
         for name, buffer in head.named_buffers():
+            if getattr(head, "sigma", "fixed") != "fixed":  # an "optimal" sigma is fitted, not configured
+                continue
             settings[f"head.{name}"] = buffer.tolist() if buffer.numel() <= 16 else tensor_digest((buffer,))
     return settings
 

@@ -25,6 +25,7 @@ from .data.images import dequantize as dequantize_images
 from .data.images import on_level_grid
 from .history import History, TrainingDiverged
 from .metrics import elbo as heldout_elbo
+from .metrics import rate_distortion
 
 __all__ = ["Plan", "epoch_images", "epoch_record", "init_scales", "make_adam", "minibatches", "plan_run", "progress_bar"]
 
@@ -188,9 +189,21 @@ def _sigma_summary(model) -> float | None:
     return float(sigma.log().mean().exp())
 
 
-def epoch_record(model, test_tensors, *, seed: int, epoch: int, step: int, history: History) -> dict:
+def epoch_record(model, plan: Plan, *, seed: int, epoch: int, step: int, history: History) -> dict:
     """What :class:`History` keeps per epoch: the step, the decoder's sigma where it has
-    one, and the held-out ELBO when there is test data."""
+    one, and the held-out ELBO when there is test data.
+
+    An ``"optimal"`` Gaussian sigma is first fixed from this epoch's training images (the
+    mean squared residual per pixel, one posterior sample per image), so that the
+    held-out data are scored with a sigma fitted on training data only.
+    """
+    test_tensors = plan.test_tensors
+    head = getattr(model, "head", None)
+    if getattr(head, "sigma", None) == "optimal":
+        with no_validation():
+            images = epoch_images(plan, seed=seed, epoch=epoch)[0]
+            sse = rate_distortion(model, images, seed=seed)["sse"]
+        head.fix_optimal(sse / model.data_dim)
     record = {"epoch": epoch, "step": step}
     sigma = _sigma_summary(model)
     if sigma is not None:

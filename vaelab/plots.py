@@ -160,36 +160,46 @@ def latent_traversal(model, x, *, dims=None, values=None, ax=None, title: str | 
     return ax
 
 
-def rate_distortion_plane(points, *, ax=None, annotate: bool = True, connect: bool = True, **style):
+def rate_distortion_plane(points, *, ax=None, annotate: bool = True, connect: bool = True,
+                          distortion: str = "nats", **style):
     """The rate-distortion plane (Alemi et al. 2018): one point per model.
 
-    Rate ``R = KL(q(z|x) || p(z))`` on the x-axis and distortion
-    ``D = -E log p(x|z)`` on the y-axis, both in nats per example; the diagonal lines
-    ``R + D = const`` are lines of equal ELBO.
+    Rate ``R = KL(q(z|x) || p(z))`` on the x-axis, in nats per example, and distortion on
+    the y-axis. With ``distortion="nats"`` it is ``D = -E log p(x|z)`` in nats, and the
+    diagonal lines ``R + D = const`` are lines of equal ELBO. With ``distortion="sse"`` it
+    is the squared error summed over pixels (squared data units, see
+    :func:`vaelab.rate_distortion`), which compares decoders of different likelihoods; no
+    diagonals are drawn, since ``R + D`` is then no ELBO.
 
     Args:
         points: iterable of ``(label, rate, distortion)``.
         annotate: write each label next to its point.
         connect: join the points in the given order.
+        distortion: ``"nats"`` or ``"sse"``, the unit of the distortions given.
     """
+    if distortion not in ("nats", "sse"):
+        raise ValueError(f"distortion must be one of 'nats', 'sse'; got {distortion!r}")
     points = list(points)
     if not points:
         raise ValueError("points must contain at least one (label, rate, distortion) triple")
     labels = [str(p[0]) for p in points]
+    unit = distortion
     rate = np.array([float(p[1]) for p in points])
-    distortion = np.array([float(p[2]) for p in points])
+    values = np.array([float(p[2]) for p in points])
     ax = _new_axes(ax, (5, 4))
-    ax.plot(rate, distortion, "-o" if connect else "o", **style)
+    ax.plot(rate, values, "-o" if connect else "o", **style)
     if annotate:
-        for label, r, d in zip(labels, rate, distortion):
+        for label, r, d in zip(labels, rate, values):
             ax.annotate(label, (r, d), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    total = rate + distortion
-    lo, hi = total.min(), total.max()
-    xs = np.array([0, max(rate.max(), 1e-9) * 1.1])
-    for level in np.linspace(lo, hi, 3) if hi > lo else [lo]:
-        ax.plot(xs, level - xs, color="0.85", lw=0.8, zorder=0)
+    if unit == "nats":
+        total = rate + values
+        lo, hi = total.min(), total.max()
+        xs = np.array([0, max(rate.max(), 1e-9) * 1.1])
+        for level in np.linspace(lo, hi, 3) if hi > lo else [lo]:
+            ax.plot(xs, level - xs, color="0.85", lw=0.8, zorder=0)
     ax.set_xlim(left=0)
-    ax.set_ylim(distortion.min() - 0.1 * (np.ptp(distortion) + 1), distortion.max() + 0.1 * (np.ptp(distortion) + 1))
-    ax.set_xlabel("rate $R$ = KL (nats)")
-    ax.set_ylabel(r"distortion $D = -\mathbb{E}\log p(x\mid z)$ (nats)")
+    ax.set_ylim(values.min() - 0.1 * (np.ptp(values) + 1), values.max() + 0.1 * (np.ptp(values) + 1))
+    ax.set_xlabel("rate $R$ = KL (nats per example)")
+    ax.set_ylabel(r"distortion $D = -\mathbb{E}\log p(x\mid z)$ (nats)" if unit == "nats"
+                  else "distortion: squared error per example\n(summed over pixels, pixel units²)")
     return ax

@@ -284,7 +284,7 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
                     log.sync()
                     for model, history in zip(models, histories):
                         history.append_epoch(
-                            epoch_record(model, plan.test_tensors, seed=seed, epoch=epoch, step=step, history=history)
+                            epoch_record(model, plan, seed=seed, epoch=epoch, step=step, history=history)
                         )
                 elif log.full:
                     log.sync()

@@ -218,7 +218,7 @@ def fit(
                 if step % plan.steps_per_epoch == 0:
                     log.sync()
                     history.append_epoch(
-                        epoch_record(model, plan.test_tensors, seed=seed, epoch=epoch, step=step, history=history)
+                        epoch_record(model, plan, seed=seed, epoch=epoch, step=step, history=history)
                     )
                 elif log.full:
                     log.sync()

@@ -6,6 +6,8 @@ the subject of the whole book. The scoring itself is done by :mod:`vaelab.likeli
 from __future__ import annotations
 
 
+import math
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -70,7 +72,11 @@ class GaussianHead(nn.Module):
     * ``"fixed"``: ``exp(log_sigma)``, a constant (MSE with a chosen weight);
     * ``"shared"``: one learned scalar (sigma-VAE, Rybkin et al. 2021);
     * ``"per_pixel"``: one learned value per pixel;
-    * ``"optimal"``: the batch's maximum-likelihood value :func:`vaelab.optimal_log_sigma`.
+    * ``"optimal"``: in training, the batch's maximum-likelihood value
+      :func:`vaelab.optimal_log_sigma`, detached (Rybkin et al. 2021). In eval mode, a value
+      fixed from the *training* data (:meth:`fix_optimal`, which :func:`vaelab.fit` and
+      :func:`vaelab.sweep` call after every epoch), so that held-out data are scored with
+      a sigma that was not re-fitted to them.
 
     ``log_sigma`` is the fixed value, or the start of a learned one. ``None`` means 0
     (sigma = 1) for ``"fixed"``, and for a learned sigma: start from the training data.
@@ -94,6 +100,8 @@ class GaussianHead(nn.Module):
         if log_sigma is not None:
             log_sigma = check_real("log_sigma", log_sigma)
         init = torch.full(data_shape if sigma == "per_pixel" else (), 0.0 if log_sigma is None else log_sigma)
+        if sigma == "optimal":
+            init = torch.tensor(float("nan"))  # not fixed from training data yet
         if sigma in ("shared", "per_pixel"):
             self.log_sigma = nn.Parameter(init)
         else:
@@ -105,10 +113,18 @@ class GaussianHead(nn.Module):
     def current_log_sigma(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         """The ``log sigma`` used to score ``x``: 0-dim, or ``data_shape`` for per-pixel."""
         if self.sigma == "optimal":
-            return optimal_log_sigma(x, params["mean"])
+            if self.training or bool(torch.isnan(self.log_sigma)):
+                return optimal_log_sigma(x, params["mean"])
+            return self.log_sigma
         if self.sigma == "fixed":
             return self.log_sigma
         return self.log_sigma.clamp(min=MIN_LOG_SIGMA)
+
+    @torch.no_grad()
+    def fix_optimal(self, mse: float) -> None:
+        """Fix the ``"optimal"`` sigma used in eval mode: ``sigma^2 = mse``, the mean squared
+        residual per pixel on the training data (floored like :func:`vaelab.optimal_log_sigma`)."""
+        self.log_sigma.fill_(max(0.5 * math.log(max(mse, 1e-300)), MIN_LOG_SIGMA))
 
     @torch.no_grad()
     def init_from(self, images: torch.Tensor) -> None:

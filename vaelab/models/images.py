@@ -54,12 +54,13 @@ class VAE(nn.Module):
     def sigma(self) -> torch.Tensor | None:
         """The Gaussian decoder's standard deviation in data units (pixels in ``[0, 1]``), detached.
 
-        A 0-dim tensor for a ``"fixed"`` or learned ``"shared"`` sigma, ``data_shape`` for a
-        learned ``"per_pixel"`` one; ``None`` for ``"optimal"`` (computed per batch from the
-        residuals) and for likelihoods without a scale parameter. :func:`vaelab.fit` records
-        it after every epoch in ``history.epochs["sigma"]``.
+        A 0-dim tensor for a ``"fixed"``, learned ``"shared"`` or ``"optimal"`` sigma,
+        ``data_shape`` for a learned ``"per_pixel"`` one; ``None`` for likelihoods without a
+        scale parameter. :func:`vaelab.fit` records
+        it after every epoch in ``history.epochs["sigma"]``. For ``"optimal"``, the value fixed
+        from the training data after the last epoch (used in eval mode), ``None`` before.
         """
-        if self.likelihood != "gaussian" or self.head.sigma == "optimal":
+        if self.likelihood != "gaussian" or bool(torch.isnan(self.head.log_sigma).any()):
             return None
         return self.head.log_sigma.detach().exp()
 
