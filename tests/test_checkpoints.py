@@ -104,3 +104,13 @@ def test_an_old_or_foreign_file_is_named(tmp_path):
     torch.save({"format": "vaelab-checkpoint-1"}, tmp_path / "latest.pt")
     with pytest.raises(ValueError, match=r"is not a vaelab checkpoint of format vaelab-checkpoint-2 .* delete it"):
         fit(tmp_path)
+
+
+def test_a_dequantised_run_with_a_learned_sigma_resumes_exactly(tmp_path):
+    grey = (DATA * 255).round() / 255
+    options = dict(dequantize=True, test_data=grey[:32])
+    m_full, full = fit(tmp_path / "full", data=grey, model=model(likelihood="gaussian", sigma="shared"), **options)
+    fit(tmp_path / "cut", data=grey, model=model(likelihood="gaussian", sigma="shared"), max_steps=7, **options)
+    m, resumed = fit(tmp_path / "cut", data=grey, model=model(likelihood="gaussian", sigma="shared"), **options)
+    assert resumed.same_as(full) and resumed.epochs["sigma"] == full.epochs["sigma"]
+    assert all(torch.equal(a, b) for a, b in zip(m.parameters(), m_full.parameters()))
