@@ -38,3 +38,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("book") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def training_inputs():
+    """``watch(model) -> list``: the list fills with a copy of every batch the model trains on."""
+
+    def watch(model) -> list:
+        seen, real_forward = [], model.forward
+
+        def spy(x, eps, **kwargs):
+            if model.training:
+                seen.append(x.clone())
+            return real_forward(x, eps, **kwargs)
+
+        model.forward = spy
+        return seen
+
+    return watch

@@ -111,17 +111,9 @@ def test_a_plain_import_reaches_every_submodule_lazily():
 GREY = (DATA * 255).round() / 255  # on the 8-bit grid, as the loaders return it
 
 
-def test_dequantize_draws_fresh_noise_every_epoch_and_fixes_the_heldout_noise():
-    seen = []
+def test_dequantize_draws_fresh_noise_every_epoch_and_fixes_the_heldout_noise(training_inputs):
     m = model(likelihood="gaussian")
-    real_forward = m.forward
-
-    def spy(x, eps, **kwargs):
-        if m.training:
-            seen.append(x.clone())
-        return real_forward(x, eps, **kwargs)
-
-    m.forward = spy
+    seen = training_inputs(m)
     history = vaelab.fit(m, GREY, test_data=GREY[:32], dequantize=True, **dict(OPTIONS, batch_size=96, epochs=2))
     assert not torch.equal(seen[0], seen[1]) and bool((seen[0] > 0).all() and (seen[0] < 1).all())
     fixed = vaelab.dequantize(GREY[:32], generator=vaelab.batching.generator(0, "dequantize-test"))

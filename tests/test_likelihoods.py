@@ -190,7 +190,7 @@ def test_optimal_log_sigma_is_the_batch_mse_and_maximises_the_likelihood():
 
 def test_optimal_log_sigma_is_floored_for_perfect_reconstruction():
     assert vaelab.optimal_log_sigma(X, X.clone()).item() == vaelab.likelihoods.MIN_LOG_SIGMA == -8.0
-    # below the optimum of an always-black dequantised pixel, log(1 / (256 sqrt 12)) = -6.88
+    # below the optimum of an always-black dequantised pixel, log(1 / (256 sqrt 12)) = -6.79
     assert vaelab.likelihoods.MIN_LOG_SIGMA < np.log(1 / (256 * np.sqrt(12)))
 
 

@@ -152,17 +152,9 @@ def test_divergence_names_step_and_term_and_keeps_last_good_checkpoint(tmp_path)
     assert all(torch.isfinite(t).all() for t in state["model"].values())
 
 
-def test_dynamic_binarisation_resamples_each_epoch():
-    seen = []
+def test_dynamic_binarisation_resamples_each_epoch(training_inputs):
     m = model()
-    real_forward = m.forward
-
-    def spy(x, eps, **kwargs):
-        if m.training:
-            seen.append(x.clone())
-        return real_forward(x, eps, **kwargs)
-
-    m.forward = spy
+    seen = training_inputs(m)
     vaelab.fit(m, DATA, batch_size=96, epochs=2, binarize="dynamic", progress=False)
     assert all(set(torch.unique(x).tolist()) <= {0.0, 1.0} for x in seen)
     assert not torch.equal(seen[0], seen[1])

@@ -234,7 +234,7 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_sigma, *, per_dim
 
 #: The smallest ``log sigma`` a Gaussian decoder uses (sigma = 3.4e-4 in pixel units). It sits
 #: below the standard deviation of the dequantisation noise, ``1 / (256 sqrt(12))`` (log
-#: -6.88), which is the optimum of a pixel that is always black, so on dequantised 8-bit
+#: -6.79), which is the optimum of a pixel that is always black, so on dequantised 8-bit
 #: images the floor never binds at an optimum; on raw grey levels it keeps the density of
 #: a constant pixel finite (Mattei & Frellsen 2018).
 MIN_LOG_SIGMA = -8.0
