@@ -136,8 +136,13 @@ def binarize(
 
 def on_level_grid(images: torch.Tensor, *, levels: int = 256) -> bool:
     """Whether every value is one of the grey levels ``k / (levels - 1)``, as the loaders return them."""
-    steps = images.double() * (levels - 1)
+    steps = images.to(_wide(images.device)) * (levels - 1)
     return bool(((steps - steps.round()).abs() <= 1e-3).all())
+
+
+def _wide(device: torch.device) -> torch.dtype:
+    """float64, except on Apple's MPS, which has none (there the clamp below keeps float32 exact)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 # The open interval that dequantised float32 values are kept in: 2**-24 and 1 - 2**-24 are
@@ -155,7 +160,7 @@ def dequantize(images: torch.Tensor, *, levels: int = 256, generator: torch.Gene
     without bound on a constant pixel, and models with different likelihoods become
     comparable (:func:`vaelab.iw_log_likelihood` with ``levels=256``).
 
-    The sum is formed in float64 and kept strictly inside ``(0, 1)`` in float32 too
+    The sum is formed in float64 (float32 on MPS) and kept strictly inside ``(0, 1)`` in float32 too
     (``(255 + u) / 256`` rounds to 1.0 in float32 for ``u`` near 1, and ``u`` can be 0):
     results are clamped to ``[2**-24, 1 - 2**-24]``, a shift of at most ``6e-8``.
 
@@ -177,6 +182,7 @@ def dequantize(images: torch.Tensor, *, levels: int = 256, generator: torch.Gene
             f"images must be grey levels k / {levels - 1} (k = 0 .. {levels - 1}), as vaelab's loaders return them; "
             "these are not (already dequantised, normalised or resized?). Dequantise the original 8-bit images"
         )
-    k = (images.double() * (levels - 1)).round()
-    u = torch.rand(images.shape, generator=generator, device=images.device, dtype=torch.float64)
+    wide = _wide(images.device)
+    k = (images.to(wide) * (levels - 1)).round()
+    u = torch.rand(images.shape, generator=generator, device=images.device, dtype=wide)
     return ((k + u) / levels).clamp_(_OPEN_LOW, _OPEN_HIGH).to(images.dtype)

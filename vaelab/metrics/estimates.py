@@ -202,7 +202,7 @@ def gaussian_baseline(train, test, *, sigma: str = "shared", levels: int | None 
     check_tensor("test", test, min_dim=2)
     if train.shape[1:] != test.shape[1:]:
         raise ValueError(f"train and test must hold images of one shape; got {tuple(train.shape[1:])} and {tuple(test.shape[1:])}")
-    train, test = train.double(), test.to(train.device).double()
+    train, test = train.detach().cpu().double(), test.detach().cpu().double()  # float64: on the CPU (MPS has none)
     mean = train.mean(dim=0)
     squared = (train - mean).square()
     log_sigma = 0.5 * (squared.mean(dim=0) if sigma == "per_pixel" else squared.mean()).log()

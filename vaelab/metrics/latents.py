@@ -103,7 +103,7 @@ def principal_variances(images: torch.Tensor) -> torch.Tensor:
         ``(D,)`` float64, squared data units, on the CPU.
     """
     check_tensor("images", images, min_dim=2)
-    flat = images.reshape(images.shape[0], -1).double().cpu()
+    flat = images.reshape(images.shape[0], -1).cpu().double()
     if flat.shape[0] < 2:
         raise ValueError(f"images must hold at least 2 examples to have a covariance; got {flat.shape[0]}")
     centred = flat - flat.mean(dim=0)
