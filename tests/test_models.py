@@ -5,7 +5,7 @@ import torch
 import vaelab
 from vaelab.models import LIKELIHOODS
 
-X = torch.linspace(0.02, 0.98, 2 * 64).reshape(2, 1, 8, 8)
+X = (torch.linspace(0.02, 0.98, 2 * 64).reshape(2, 1, 8, 8) * 255).round() / 255  # on the 8-bit grid, as loaded
 
 
 @pytest.mark.parametrize("likelihood", LIKELIHOODS)
@@ -22,6 +22,7 @@ def test_forward_terms_equal_the_library_functions(likelihood):
         "continuous_bernoulli": lambda: vaelab.continuous_bernoulli_log_prob(X, params["logits"]),
         "gaussian": lambda: vaelab.gaussian_log_prob(X, params["mean"], 0.0),
         "beta": lambda: vaelab.beta_log_prob(X * (1 - 2e-3) + 1e-3, params["alpha"], params["beta"]),
+        "discretized_logistic": lambda: vaelab.discretized_logistic_log_prob(X, params["mean"], params["log_scale"]),
     }[likelihood]()
     torch.testing.assert_close(out.log_px, expected)
     assert out.log_px.shape == (2,) and out.kl_per_dim.shape == (2, 3)

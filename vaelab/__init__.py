@@ -40,6 +40,8 @@ from .likelihoods import (
     cb_logits_from_mean,
     cb_mean,
     continuous_bernoulli_log_prob,
+    discretized_logistic_log_prob,
+    discretized_logistic_mean,
     gaussian_log_prob,
     optimal_log_sigma,
 )
@@ -93,6 +95,8 @@ __all__ = [
     "cb_mean",
     "constant",
     "continuous_bernoulli_log_prob",
+    "discretized_logistic_log_prob",
+    "discretized_logistic_mean",
     "conv_vae",
     "cyclical",
     "delayed_linear",

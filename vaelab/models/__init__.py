@@ -20,6 +20,7 @@ from .heads import (
     BernoulliHead,
     BetaHead,
     ContinuousBernoulliHead,
+    DiscretizedLogisticHead,
     GaussianHead,
     make_head,
 )
