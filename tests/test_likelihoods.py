@@ -262,3 +262,13 @@ def test_validation_can_be_switched_off_for_hot_loops():
     with pytest.raises(ValueError, match="x has shape"):
         with no_validation():
             vaelab.bernoulli_log_prob(X, LOGITS[:, :3])
+
+
+def test_the_bernoulli_density_on_grey_levels_does_not_integrate_to_one():
+    x = torch.linspace(0, 1, 200_001, dtype=torch.float64)
+    for lam in (0.5, 0.1, 0.9, 0.999, 1e-4):
+        logit = torch.tensor(math.log(lam / (1 - lam)), dtype=torch.float64)
+        integrand = torch.exp(vaelab.bernoulli_log_prob(x.reshape(-1, 1), logit.expand(x.numel(), 1)))
+        integral = torch.trapezoid(integrand, x)
+        assert vaelab.bernoulli_log_integral(logit).item() == pytest.approx(math.log(integral.item()), abs=1e-8)
+    assert vaelab.bernoulli_log_integral(torch.tensor(0.0)).item() == pytest.approx(math.log(0.5))

@@ -34,6 +34,7 @@ from .divergences import free_bits, gaussian_kl
 from .history import History, TrainingDiverged
 from .ledger import beta_from_norm, beta_norm, effective_beta, implied_sigma2, reduce_loss
 from .likelihoods import (
+    bernoulli_log_integral,
     bernoulli_log_prob,
     beta_log_prob,
     cb_log_norm,
@@ -50,11 +51,13 @@ from .metrics import (
     bits_per_dim,
     elbo,
     gaussian_baseline,
+    histogram_baseline,
     iw_log_likelihood,
     kl_per_dim,
     mig,
     mig_from_codes,
     mutual_information,
+    pixel_baseline,
     principal_variances,
     rate_distortion,
 )
@@ -82,8 +85,11 @@ __all__ = [
     "bits_per_dim",
     "dequantize",
     "gaussian_baseline",
+    "histogram_baseline",
+    "pixel_baseline",
     "principal_variances",
     "rate_distortion",
+    "bernoulli_log_integral",
     "bernoulli_log_prob",
     "beta_from_norm",
     "beta_log_prob",

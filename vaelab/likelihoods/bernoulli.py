@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from .._checks import check_tensor
 from .common import check_data_and_param, reduce_dims
 
-__all__ = ['bernoulli_log_prob', 'cb_log_norm', 'cb_logits_from_mean', 'cb_mean', 'continuous_bernoulli_log_prob']
+__all__ = ['bernoulli_log_integral', 'bernoulli_log_prob', 'cb_log_norm', 'cb_logits_from_mean', 'cb_mean', 'continuous_bernoulli_log_prob']
 
 
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor, *, per_dim: bool = False) -> torch.Tensor:
@@ -141,3 +141,21 @@ def cb_logits_from_mean(mean: torch.Tensor, *, iterations: int = 200) -> torch.T
         if bool(((high - low) <= 1e-15 * torch.clamp(high.abs(), min=1.0)).all()):
             break
     return (0.5 * (low + high)).to(mean.dtype)
+
+
+def bernoulli_log_integral(logits: torch.Tensor) -> torch.Tensor:
+    """``log`` of the integral over ``x`` in [0, 1] of the Bernoulli "density" ``lambda^x (1 - lambda)^(1 - x)``.
+
+    Binary cross-entropy on grey levels treats this function of ``x`` as a density, but its
+    integral is not 1 and depends on ``lambda``: it is ``1 / C(lambda)``, the reciprocal of
+    the continuous Bernoulli's normaliser (Loaiza-Ganem & Cunningham 2019), so the result
+    is ``-cb_log_norm(logits)``; at ``lambda = 0.5`` it is ``log(1/2)``. The continuous
+    Bernoulli is exactly this function, normalised.
+
+    Args:
+        logits: any shape, ``logit(lambda)``.
+
+    Returns:
+        Same shape, nats (at most 0: the integral is at most 1).
+    """
+    return -cb_log_norm(logits)

@@ -7,7 +7,8 @@
 * :func:`mutual_information`: ``I(x; z)`` under the aggregate posterior.
 * :func:`mig`, :func:`mig_from_codes`: the mutual information gap (Chen et al. 2018).
 * :func:`rate_distortion`: rate and distortion on held-out data; :func:`gaussian_baseline`:
-  the input-ignoring Gaussian a Gaussian VAE must beat; :func:`principal_variances`: the
+  the input-ignoring Gaussian a Gaussian VAE must beat (and :func:`pixel_baseline`,
+  :func:`histogram_baseline` for the other families); :func:`principal_variances`: the
   data's variance per principal direction; :func:`bits_per_dim`.
 
 All of them work on whole tensors on the model's device, a batch of examples at a time.
@@ -15,9 +16,10 @@ The modules: :mod:`~vaelab.metrics.estimates` (likelihood estimates),
 :mod:`~vaelab.metrics.latents` (latent diagnostics), :mod:`~vaelab.metrics.disentanglement`,
 and :mod:`~vaelab.metrics.posterior` (what they share).
 """
-from . import disentanglement, estimates, latents
+from . import baselines, disentanglement, estimates, latents
 from .disentanglement import mig, mig_from_codes
-from .estimates import bits_per_dim, elbo, gaussian_baseline, iw_log_likelihood, rate_distortion
+from .baselines import gaussian_baseline, histogram_baseline, pixel_baseline
+from .estimates import bits_per_dim, elbo, iw_log_likelihood, rate_distortion
 from .latents import active_units, kl_per_dim, mutual_information, principal_variances
 
-__all__ = sorted(disentanglement.__all__ + estimates.__all__ + latents.__all__)
+__all__ = sorted(baselines.__all__ + disentanglement.__all__ + estimates.__all__ + latents.__all__)

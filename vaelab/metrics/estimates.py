@@ -7,12 +7,11 @@ import math
 
 import torch
 
-from .._checks import check_choice, check_positive_int, check_tensor, no_validation
-from ..likelihoods import MIN_LOG_SIGMA, gaussian_log_prob
+from .._checks import check_positive_int, no_validation
 from ..batching import batch_slices, generator, training_tensors
 from .posterior import checked_images, evaluating, model_device
 
-__all__ = ["bits_per_dim", "elbo", "gaussian_baseline", "iw_log_likelihood", "rate_distortion"]
+__all__ = ["bits_per_dim", "elbo", "iw_log_likelihood", "rate_distortion"]
 
 _LOG_2PI = math.log(2 * math.pi)
 # Importance samples are drawn in blocks of this many, each from its own seeded generator,
@@ -176,39 +175,6 @@ def bits_per_dim(nll: float, data_dim: int, *, levels: int | None = None) -> flo
     """
     offset = 0.0 if levels is None else math.log2(check_positive_int("levels", levels, minimum=2))
     return nll / (check_positive_int("data_dim", data_dim) * math.log(2)) + offset
-
-
-@torch.no_grad()
-def gaussian_baseline(train, test, *, sigma: str = "shared", levels: int | None = None) -> dict:
-    """A Gaussian per pixel that ignores the input, fitted to ``train`` and scored on ``test``.
-
-    The mean is the training set's mean image; the variance is the mean squared deviation
-    from it over all pixels (``sigma="shared"``) or per pixel (``"per_pixel"``): the
-    maximum-likelihood fit to the training data. It is the bar a Gaussian VAE must clear:
-    its latent code is worth something only if it scores better than this model, which
-    has none.
-
-    Args:
-        train, test: images ``(N, *shape)``, floating point; dequantised when ``levels`` is given.
-        sigma: ``"shared"`` or ``"per_pixel"``.
-        levels: as in :func:`iw_log_likelihood`.
-
-    Returns:
-        ``{"nll": float, "bits_per_dim": float, "sigma": tensor}``: nats per test example,
-        bits per dimension, and the fitted sigma (0-dim, or one per pixel; data units).
-    """
-    check_choice("sigma", sigma, ("shared", "per_pixel"))
-    check_tensor("train", train, min_dim=2)
-    check_tensor("test", test, min_dim=2)
-    if train.shape[1:] != test.shape[1:]:
-        raise ValueError(f"train and test must hold images of one shape; got {tuple(train.shape[1:])} and {tuple(test.shape[1:])}")
-    train, test = train.detach().cpu().double(), test.detach().cpu().double()  # float64: on the CPU (MPS has none)
-    mean = train.mean(dim=0)
-    squared = (train - mean).square()
-    log_sigma = 0.5 * (squared.mean(dim=0) if sigma == "per_pixel" else squared.mean()).log()
-    log_sigma = log_sigma.clamp(min=MIN_LOG_SIGMA)
-    nll = -float(gaussian_log_prob(test, mean.expand_as(test), log_sigma).mean())
-    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, mean.numel(), levels=levels), "sigma": log_sigma.exp().float()}
 
 
 @torch.no_grad()

@@ -1,0 +1,167 @@
+"""Models that ignore the input: the bar a VAE's latent code has to clear.
+
+Each one models every pixel independently with the same distribution for every image,
+fitted to the training images and scored on held-out ones, in the units of
+:func:`vaelab.iw_log_likelihood`. A VAE whose decoder ignores ``z`` *is* such a model, so a
+VAE that scores worse than the baseline of its own family has learned nothing useful from
+its code.
+
+* :func:`gaussian_baseline`: a Gaussian per pixel, with a shared or per-pixel sigma, in
+  closed form.
+* :func:`pixel_baseline`: any decoder family of vaelab (continuous Bernoulli, Beta,
+  Gaussian, discretised logistic), one set of decoder outputs per pixel fitted by
+  maximum likelihood with Adam.
+* :func:`histogram_baseline`: a 256-level histogram per pixel: the best any
+  input-ignoring model of 8-bit pixels can do, up to its smoothing.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._checks import check_choice, check_positive, check_positive_int, check_tensor, no_validation
+from ..batching import batch_slices, generator
+from ..likelihoods import MIN_LOG_SIGMA, gaussian_log_prob
+from ..models.heads import make_head
+from .estimates import bits_per_dim
+
+__all__ = ["gaussian_baseline", "histogram_baseline", "pixel_baseline"]
+
+
+def _levels(images: torch.Tensor, levels: int, name: str) -> torch.Tensor:
+    """``(N, D)`` int64 level indices on the CPU; the values must lie on the grid ``k / (levels - 1)``."""
+    steps = images.reshape(images.shape[0], -1).cpu().double() * (levels - 1)
+    k = steps.round()
+    if bool(((steps - k).abs() > 1e-3).any()):
+        raise ValueError(f"{name} must hold grey levels k / {levels - 1}, as vaelab's loaders return them; "
+                         "these are not (dequantised?). Pass the original 8-bit images")
+    return k.long()
+
+
+def _pair(train, test):
+    check_tensor("train", train, min_dim=2)
+    check_tensor("test", test, min_dim=2)
+    if train.shape[1:] != test.shape[1:]:
+        raise ValueError(
+            f"train and test must hold images of one shape; got {tuple(train.shape[1:])} and {tuple(test.shape[1:])}"
+        )
+
+
+@torch.no_grad()
+def gaussian_baseline(train, test, *, sigma: str = "shared", levels: int | None = None) -> dict:
+    """A Gaussian per pixel that ignores the input, fitted to ``train`` and scored on ``test``.
+
+    The mean is the training set's mean image; the variance is the mean squared deviation
+    from it over all pixels (``sigma="shared"``) or per pixel (``"per_pixel"``): the
+    maximum-likelihood fit to the training data. It is the bar a Gaussian VAE must clear:
+    its latent code is worth something only if it scores better than this model, which
+    has none.
+
+    Args:
+        train, test: images ``(N, *shape)``, floating point; dequantised when ``levels`` is given.
+        sigma: ``"shared"`` or ``"per_pixel"``.
+        levels: as in :func:`iw_log_likelihood`.
+
+    Returns:
+        ``{"nll": float, "bits_per_dim": float, "sigma": tensor}``: nats per test example,
+        bits per dimension, and the fitted sigma (0-dim, or one per pixel; data units).
+    """
+    check_choice("sigma", sigma, ("shared", "per_pixel"))
+    _pair(train, test)
+    train, test = train.detach().cpu().double(), test.detach().cpu().double()  # float64: on the CPU (MPS has none)
+    mean = train.mean(dim=0)
+    squared = (train - mean).square()
+    log_sigma = 0.5 * (squared.mean(dim=0) if sigma == "per_pixel" else squared.mean()).log()
+    log_sigma = log_sigma.clamp(min=MIN_LOG_SIGMA)
+    nll = -float(gaussian_log_prob(test, mean.expand_as(test), log_sigma).mean())
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, mean.numel(), levels=levels), "sigma": log_sigma.exp().float()}
+
+
+def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, steps: int = 600,
+                   batch_size: int = 1000, lr: float = 0.05, seed: int = 0) -> dict:
+    """The best input-ignoring model of one decoder family: the same distribution for every
+    image, with its own parameters for each pixel, fitted by maximum likelihood.
+
+    The decoder head of ``likelihood`` (:func:`vaelab.models.make_head`) scores the data from
+    one learned output per pixel and parameter (for ``"gaussian"``, a per-pixel mean and a
+    per-pixel learned sigma), trained with Adam on minibatches of ``train`` for ``steps``
+    steps, its step size decaying geometrically from ``lr`` to ``lr / 1000``, then scores ``test``.
+
+    Args:
+        train, test: images ``(N, *shape)`` in the form the family scores: dequantised grey
+            levels for a density (continuous Bernoulli, Beta, Gaussian), the 8-bit grey
+            levels themselves for ``"discretized_logistic"``.
+        likelihood: ``"continuous_bernoulli"``, ``"beta"``, ``"gaussian"`` or
+            ``"discretized_logistic"``. (Not ``"bernoulli"``: on grey levels it is no
+            likelihood, and on binary data the maximum-likelihood fit is each pixel's mean.)
+        levels: as in :func:`vaelab.iw_log_likelihood`: 256 for dequantised 8-bit data,
+            ``None`` for the discretised logistic, whose result is already a probability.
+        steps, batch_size, lr, seed: the fit (Adam on a fixed sequence of minibatches).
+
+    Returns:
+        ``{"nll": float, "bits_per_dim": float, "params": dict}``: nats per test image, bits
+        per dimension, and the fitted distribution's parameters, each ``shape``.
+    """
+    check_choice("likelihood", likelihood, ("continuous_bernoulli", "beta", "gaussian", "discretized_logistic"))
+    _pair(train, test)
+    steps, batch_size = check_positive_int("steps", steps), check_positive_int("batch_size", batch_size)
+    lr = check_positive("lr", lr)
+    shape = tuple(train.shape[1:])
+    head = make_head(likelihood, shape, sigma="per_pixel")
+    head.to(train.device)
+    raw = torch.zeros((head.n_outputs * shape[0], *shape[1:]), device=train.device, requires_grad=True)
+    optimizer = torch.optim.Adam([raw, *head.parameters()], lr=lr)
+    # The step size decays geometrically to lr / 1000, so that the fit settles to the
+    # precision a constant pixel needs (its sigma can be as small as the dequantisation noise).
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1e-3 ** (step / steps))
+    with no_validation():
+        for step in range(steps):
+            index = torch.randint(train.shape[0], (min(batch_size, train.shape[0]),),
+                                  generator=generator(seed, "pixel-baseline", step)).to(train.device)
+            x = train.index_select(0, index)
+            params = head.params(raw.expand(x.shape[0], *raw.shape))
+            loss = -head.log_prob(x, params).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            decay.step()
+        with torch.no_grad():
+            total = 0.0
+            for index in batch_slices(test.shape[0], batch_size):
+                x = test[index].to(train.device)
+                total += float(head.log_prob(x, head.params(raw.expand(x.shape[0], *raw.shape))).double().sum())
+            fitted = {name: value[0] for name, value in head.params(raw.unsqueeze(0)).items()}
+    nll = -total / test.shape[0]
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, math.prod(shape), levels=levels), "params": fitted}
+
+
+@torch.no_grad()
+def histogram_baseline(train, test, *, levels: int = 256, pseudocount: float = 1.0) -> dict:
+    """A histogram of the ``levels`` grey levels per pixel, from the training images.
+
+    ``P(pixel i = k) = (count_ik + a) / (N + levels * a)`` with the pseudocount ``a`` (add-one
+    smoothing by default), so that a level never seen at a pixel in training keeps a small
+    probability. Among models that ignore the input it is all but the best possible for
+    8-bit pixels: it can put any amount of mass on exactly 0 and on exactly 255, which no
+    smooth density can. The result is a log-probability: bits per dimension need no
+    dequantisation term.
+
+    Args:
+        train, test: grey levels ``k / (levels - 1)``, images ``(N, *shape)``.
+        levels: number of grey levels.
+        pseudocount: ``a`` > 0.
+
+    Returns:
+        ``{"nll": float, "bits_per_dim": float}``, nats per test image and bits per dimension.
+    """
+    _pair(train, test)
+    levels = check_positive_int("levels", levels, minimum=2)
+    pseudocount = check_positive("pseudocount", pseudocount)
+    k_train, k_test = (_levels(data, levels, name) for data, name in ((train, "train"), (test, "test")))
+    pixels = k_train.shape[1]
+    counts = torch.zeros(pixels, levels, dtype=torch.float64)
+    counts.scatter_add_(1, k_train.T.contiguous(), torch.ones_like(k_train.T, dtype=torch.float64))
+    log_p = (counts + pseudocount).log() - math.log(train.shape[0] + levels * pseudocount)
+    nll = -float(log_p.gather(1, k_test.T.contiguous()).sum()) / test.shape[0]
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, pixels)}
