@@ -224,9 +224,18 @@ def test_a_uniform_decoder_whose_posterior_is_the_prior_scores_exactly_8_bits_pe
     grey = torch.randint(0, 256, (50, 1, 4, 4)).float() / 255
     y = vaelab.dequantize(grey, generator=torch.Generator().manual_seed(0))
     result = vaelab.iw_log_likelihood(model, y, k=4, levels=256)
-    assert result["nll"] == pytest.approx(0.0, abs=1e-4)
-    assert result["bits_per_dim"] == pytest.approx(8.0, abs=1e-5)
-    assert vaelab.iw_log_likelihood(model, y, k=4)["bits_per_dim"] == pytest.approx(0.0, abs=1e-5)
+    # The Beta head squeezes x into [1e-3, 1 - 1e-3] and counts the map's slope, so the uniform
+    # Beta(1, 1) gives x the density 1 - 2e-3 (its mass outside the squeezed interval is lost)
+    slope = 1 - 2e-3
+    assert result["nll"] == pytest.approx(-16 * math.log(slope), abs=1e-4)
+    assert result["bits_per_dim"] == pytest.approx(8.0 - math.log2(slope), abs=1e-5)
+    assert vaelab.iw_log_likelihood(model, y, k=4)["bits_per_dim"] == pytest.approx(-math.log2(slope), abs=1e-5)
+    # The continuous Bernoulli with lambda = 1/2 is exactly uniform on [0, 1]: exactly 8 bits
+    uniform = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2, likelihood="continuous_bernoulli", seed=0)
+    with torch.no_grad():
+        for p in uniform.parameters():
+            p.zero_()
+    assert vaelab.iw_log_likelihood(uniform, y, k=4, levels=256)["bits_per_dim"] == pytest.approx(8.0, abs=1e-6)
     with pytest.raises(ValueError, match="levels must be an integer >= 2"):
         vaelab.iw_log_likelihood(model, y, k=4, levels=1)
 

@@ -151,7 +151,10 @@ class BetaHead(nn.Module):
     """Beta decoder: ``alpha, beta = softplus(out) + 1e-4`` per pixel.
 
     Pixels are squeezed into the open interval as ``x * (1 - 2 * squeeze) + squeeze``
-    before scoring, since exact 0s and 1s have zero or infinite Beta density.
+    before scoring, since exact 0s and 1s have zero or infinite Beta density. The log of
+    that map's slope, ``log(1 - 2 * squeeze)`` per pixel, is added, so that the head is a
+    density of ``x`` itself: it integrates over [0, 1] to the Beta's mass inside
+    ``[squeeze, 1 - squeeze]``, at most 1 (without the slope it could exceed 1).
     """
 
     likelihood = "beta"
@@ -167,8 +170,9 @@ class BetaHead(nn.Module):
         return {"alpha": F.softplus(alpha) + 1e-4, "beta": F.softplus(beta) + 1e-4}
 
     def log_prob(self, x, params, *, per_dim=False):
-        x = x * (1 - 2 * self.squeeze) + self.squeeze
-        return beta_log_prob(x, params["alpha"], params["beta"], per_dim=per_dim)
+        slope = 1 - 2 * self.squeeze
+        log_p = beta_log_prob(x * slope + self.squeeze, params["alpha"], params["beta"], per_dim=per_dim)
+        return log_p + math.log(slope) * (1 if per_dim else x[0].numel())
 
     def mean(self, params):
         return params["alpha"] / (params["alpha"] + params["beta"])
