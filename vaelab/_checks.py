@@ -156,3 +156,31 @@ def check_choice(name: str, value, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
     return value
+
+
+#: How far, in units of one level, a value may lie from a grey level ``k / (levels - 1)`` and still count as on it.
+_GRID_TOLERANCE = 1e-3
+
+
+def _level_steps(values: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(k, off_grid)``: the nearest level index of every value, and where it lies off the grid."""
+    steps = values.detach() * (levels - 1)
+    k = steps.round()
+    return k, (steps - k).abs() > _GRID_TOLERANCE
+
+
+def on_level_grid(values: torch.Tensor, levels: int) -> bool:
+    """Whether every value is one of the grey levels ``k / (levels - 1)``."""
+    return not bool(_level_steps(values, levels)[1].any())
+
+
+def level_index(name: str, values: torch.Tensor, levels: int, *, check: bool = True) -> torch.Tensor:
+    """``k = round(values * (levels - 1))`` in the dtype of ``values``; with ``check``, a clear
+    error unless every value lies on the grid ``k / (levels - 1)``."""
+    k, off_grid = _level_steps(values, levels)
+    if check and bool(off_grid.any()):
+        raise ValueError(
+            f"{name} must hold grey levels k / {levels - 1} (k = 0 .. {levels - 1}), as vaelab's loaders return "
+            "them; these are not (dequantised or rescaled?). Pass the original images"
+        )
+    return k

@@ -52,10 +52,9 @@ def fixed_settings(model) -> dict:
     if head is not None:
         if hasattr(head, "sigma") and isinstance(head.sigma, str):
             settings["sigma"] = head.sigma
-        for name, buffer in head.named_buffers():
-            if getattr(head, "sigma", "fixed") != "fixed":  # an "optimal" sigma is fitted, not configured
-                continue
-            settings[f"head.{name}"] = buffer.tolist() if buffer.numel() <= 16 else tensor_digest((buffer,))
+        if getattr(head, "sigma", "fixed") == "fixed":  # an "optimal" sigma's buffer is fitted, not configured
+            for name, buffer in head.named_buffers():
+                settings[f"head.{name}"] = buffer.tolist() if buffer.numel() <= 16 else tensor_digest((buffer,))
     return settings
 
 

@@ -98,10 +98,13 @@ def _objectives(objectives, betas, count: int) -> list[Objective]:
     return objectives
 
 
+#: fit's keyword arguments that a sweep shares between its configurations, as Parameters.
+_SHARED = [p for p in inspect.signature(fit).parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in _FIT_ONLY]
+
+
 def _options(options: dict) -> dict:
     """The keyword arguments of :func:`vaelab.fit` that a sweep shares between its configurations."""
-    allowed = [name for name, p in inspect.signature(fit).parameters.items()
-               if p.kind is p.KEYWORD_ONLY and name not in _FIT_ONLY]
+    allowed = [p.name for p in _SHARED]
     for name in options:
         if name in _FIT_ONLY:
             raise ValueError(
@@ -111,8 +114,7 @@ def _options(options: dict) -> dict:
             )
         if name not in allowed:
             raise TypeError(f"sweep() got an unexpected keyword argument {name!r}; it takes {', '.join(allowed)}")
-    defaults = {name: inspect.signature(fit).parameters[name].default for name in allowed}
-    return {**defaults, **options}
+    return {**{p.name: p.default for p in _SHARED}, **options}
 
 
 class _Stack:
@@ -300,10 +302,8 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
 
 def _signature() -> inspect.Signature:
     """``sweep``'s signature with fit's shared keyword arguments spelled out, for help() and editors."""
-    shared = [p for name, p in inspect.signature(fit).parameters.items()
-              if p.kind is p.KEYWORD_ONLY and name not in _FIT_ONLY]
     own = [p for p in inspect.signature(sweep).parameters.values() if p.kind is not p.VAR_KEYWORD]
-    return inspect.Signature(own + shared, return_annotation=inspect.signature(sweep).return_annotation)
+    return inspect.Signature(own + _SHARED, return_annotation=inspect.signature(sweep).return_annotation)
 
 
 sweep.__signature__ = _signature()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .._checks import check_choice, check_positive, check_positive_int, check_tensor
+from .._checks import on_level_grid as is_on_grid
 from .files import DataIntegrityError, fetch_file, file_version
 
 __all__ = ["binarize", "dequantize", "fashion_mnist", "mnist", "on_level_grid"]
@@ -136,8 +137,7 @@ def binarize(
 
 def on_level_grid(images: torch.Tensor, *, levels: int = 256) -> bool:
     """Whether every value is one of the grey levels ``k / (levels - 1)``, as the loaders return them."""
-    steps = images.to(_wide(images.device)) * (levels - 1)
-    return bool(((steps - steps.round()).abs() <= 1e-3).all())
+    return is_on_grid(images.to(_wide(images.device)), levels)
 
 
 def _wide(device: torch.device) -> torch.dtype:

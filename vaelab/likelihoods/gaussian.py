@@ -9,7 +9,7 @@ import torch
 from .._checks import check_tensor
 from .common import check_data_and_param, reduce_dims
 
-__all__ = ["MIN_LOG_SIGMA", "gaussian_log_prob", "optimal_log_sigma"]
+__all__ = ["MIN_LOG_SIGMA", "gaussian_log_prob", "mean_image_fit", "optimal_log_sigma"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -93,3 +93,17 @@ def optimal_log_sigma(x: torch.Tensor, mean: torch.Tensor, *, min_log_sigma: flo
     check_data_and_param(x, "x", mean, "mean")
     mse = torch.mean((x.detach() - mean.detach()) ** 2)
     return torch.clamp(0.5 * torch.log(mse), min=min_log_sigma)
+
+
+@torch.no_grad()
+def mean_image_fit(images: torch.Tensor, *, per_pixel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The maximum-likelihood Gaussian that ignores the input: ``(mean, log_sigma)``.
+
+    The mean is the mean image ``(*shape)``; ``sigma^2`` is the mean squared deviation from it,
+    per pixel (``per_pixel=True``, ``(*shape)``) or over all pixels (0-dim), floored at
+    :data:`MIN_LOG_SIGMA`. Computed in the dtype and on the device of ``images`` ``(N, *shape)``.
+    """
+    mean = images.mean(dim=0)
+    squared = (images - mean).square()
+    log_sigma = 0.5 * (squared.mean(dim=0) if per_pixel else squared.mean()).log()
+    return mean, log_sigma.clamp(min=MIN_LOG_SIGMA)

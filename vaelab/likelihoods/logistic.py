@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_positive_int, validation_enabled
+from .._checks import check_positive_int, level_index, validation_enabled
 from .common import check_data_and_param, reduce_dims
 
 __all__ = ["MIN_LOG_SCALE", "discretized_logistic_log_prob", "discretized_logistic_mean", "log1mexp"]
@@ -41,18 +41,6 @@ MIN_LOG_SCALE = -8.0
 def log1mexp(d: torch.Tensor) -> torch.Tensor:
     """``log(1 - exp(-d))`` for ``d > 0``, accurate for tiny and for large ``d`` (Mächler 2012)."""
     return torch.where(d < math.log(2), torch.log(-torch.expm1(-d)), torch.log1p(-torch.exp(-d)))
-
-
-def _level_index(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """The level index ``k`` of every pixel; with validation on, ``x`` must lie on the grid ``k / (levels - 1)``."""
-    steps = x.detach() * (levels - 1)
-    k = steps.round()
-    if validation_enabled() and bool(((steps - k).abs() > 1e-3).any()):
-        raise ValueError(
-            f"x must hold grey levels k / {levels - 1} (k = 0 .. {levels - 1}) for a discretised likelihood, as "
-            "vaelab's loaders return them; these are not (dequantised or rescaled?). Pass the original images"
-        )
-    return k.to(x.dtype)
 
 
 def discretized_logistic_log_prob(
@@ -73,7 +61,7 @@ def discretized_logistic_log_prob(
     check_data_and_param(x, "x", mean, "mean", low=0.0, high=1.0)
     check_data_and_param(x, "x", log_scale, "log_scale")
     levels = check_positive_int("levels", levels, minimum=2)
-    k = _level_index(x, levels)
+    k = level_index("x", x, levels, check=validation_enabled())
     half = 0.5 / (levels - 1)
     inv_scale = torch.exp(-log_scale.clamp(min=MIN_LOG_SCALE))
     upper = (x + half - mean) * inv_scale  # a: the bin's upper edge, standardised

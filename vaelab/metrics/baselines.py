@@ -20,23 +20,13 @@ import math
 
 import torch
 
-from .._checks import check_choice, check_positive, check_positive_int, check_tensor, no_validation
+from .._checks import check_choice, check_positive, check_positive_int, check_tensor, level_index, no_validation
 from ..batching import batch_slices, generator
-from ..likelihoods import MIN_LOG_SIGMA, gaussian_log_prob
+from ..likelihoods import gaussian_log_prob, mean_image_fit
 from ..models.heads import make_head
 from .estimates import bits_per_dim
 
 __all__ = ["gaussian_baseline", "histogram_baseline", "pixel_baseline"]
-
-
-def _levels(images: torch.Tensor, levels: int, name: str) -> torch.Tensor:
-    """``(N, D)`` int64 level indices on the CPU; the values must lie on the grid ``k / (levels - 1)``."""
-    steps = images.reshape(images.shape[0], -1).cpu().double() * (levels - 1)
-    k = steps.round()
-    if bool(((steps - k).abs() > 1e-3).any()):
-        raise ValueError(f"{name} must hold grey levels k / {levels - 1}, as vaelab's loaders return them; "
-                         "these are not (dequantised?). Pass the original 8-bit images")
-    return k.long()
 
 
 def _pair(train, test):
@@ -70,10 +60,7 @@ def gaussian_baseline(train, test, *, sigma: str = "shared", levels: int | None 
     check_choice("sigma", sigma, ("shared", "per_pixel"))
     _pair(train, test)
     train, test = train.detach().cpu().double(), test.detach().cpu().double()  # float64: on the CPU (MPS has none)
-    mean = train.mean(dim=0)
-    squared = (train - mean).square()
-    log_sigma = 0.5 * (squared.mean(dim=0) if sigma == "per_pixel" else squared.mean()).log()
-    log_sigma = log_sigma.clamp(min=MIN_LOG_SIGMA)
+    mean, log_sigma = mean_image_fit(train, per_pixel=sigma == "per_pixel")
     nll = -float(gaussian_log_prob(test, mean.expand_as(test), log_sigma).mean())
     return {"nll": nll, "bits_per_dim": bits_per_dim(nll, mean.numel(), levels=levels), "sigma": log_sigma.exp().float()}
 
@@ -158,7 +145,8 @@ def histogram_baseline(train, test, *, levels: int = 256, pseudocount: float = 1
     _pair(train, test)
     levels = check_positive_int("levels", levels, minimum=2)
     pseudocount = check_positive("pseudocount", pseudocount)
-    k_train, k_test = (_levels(data, levels, name) for data, name in ((train, "train"), (test, "test")))
+    k_train, k_test = (level_index(name, data.reshape(data.shape[0], -1).cpu().double(), levels).long()
+                       for data, name in ((train, "train"), (test, "test")))
     pixels = k_train.shape[1]
     counts = torch.zeros(pixels, levels, dtype=torch.float64)
     counts.scatter_add_(1, k_train.T.contiguous(), torch.ones_like(k_train.T, dtype=torch.float64))

@@ -43,15 +43,23 @@ def elbo(model, data, *, batch_size: int = 1000, seed: int = 0) -> dict:
     recon_total = torch.zeros((), dtype=torch.float64, device=device)
     kl_total = torch.zeros((), dtype=torch.float64, device=device)
     with evaluating(model):
-        for i, index in enumerate(batch_slices(n, batch_size)):
-            batch = tuple(t[index].to(device) for t in tensors)
-            gen = generator(seed, "elbo", i, device=device)
-            eps = torch.randn(batch[0].shape[0], model.latent_dim, generator=gen, device=device)
-            out = model(*batch, eps)
+        for _, out in _single_samples(model, tensors, batch_size=batch_size, seed=seed):
             recon_total += -out.log_px.double().sum()
             kl_total += out.kl_per_dim.double().sum()
     recon, kl = float(recon_total) / n, float(kl_total) / n
     return {"elbo": -(recon + kl), "recon": recon, "kl": kl}
+
+
+def _single_samples(model, tensors: tuple, *, batch_size: int, seed: int):
+    """Yield ``(batch, out)``: one forward pass per batch, with one ``z`` per example drawn from
+    a generator seeded by ``(seed, batch index)``, the noise :func:`elbo` and
+    :func:`rate_distortion` share."""
+    device = model_device(model)
+    for i, index in enumerate(batch_slices(tensors[0].shape[0], batch_size)):
+        batch = tuple(t[index].to(device) for t in tensors)
+        gen = generator(seed, "elbo", i, device=device)
+        eps = torch.randn(batch[0].shape[0], model.latent_dim, generator=gen, device=device)
+        yield batch, model(*batch, eps)
 
 
 class _ImportanceNoise:
@@ -191,15 +199,10 @@ def rate_distortion(model, data, *, batch_size: int = 1000, seed: int = 0) -> di
         ``{"rate": float, "sse": float, "recon": float}``, averages over ``data``.
     """
     tensors = training_tensors(model, data, "data")
-    device = model_device(model)
     n = tensors[0].shape[0]
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    totals = torch.zeros(3, dtype=torch.float64, device=model_device(model))
     with evaluating(model):
-        for i, index in enumerate(batch_slices(n, batch_size)):
-            x = tensors[0][index].to(device)
-            gen = generator(seed, "elbo", i, device=device)
-            eps = torch.randn(x.shape[0], model.latent_dim, generator=gen, device=device)
-            out = model(x, eps)
+        for (x,), out in _single_samples(model, tensors, batch_size=batch_size, seed=seed):
             sse = (x - model.head.mean(out.params)).double().square().flatten(1).sum(1)
             totals += torch.stack([out.kl_per_dim.double().sum(), sse.sum(), -out.log_px.double().sum()])
     rate, sse, recon = (totals / n).tolist()

@@ -21,6 +21,7 @@ from ..likelihoods import (
     gaussian_log_prob,
     discretized_logistic_log_prob,
     discretized_logistic_mean,
+    mean_image_fit,
     optimal_log_sigma,
 )
 from ..likelihoods import MIN_LOG_SIGMA
@@ -132,12 +133,7 @@ class GaussianHead(nn.Module):
     @torch.no_grad()
     def init_from(self, images: torch.Tensor) -> None:
         """Set a learned ``log sigma`` from training images ``(N, *data_shape)`` (see the class docstring)."""
-        deviation = images - images.mean(dim=0)
-        if self.sigma == "per_pixel":
-            log_sigma = 0.5 * deviation.square().mean(dim=0).log()
-        else:
-            log_sigma = 0.5 * deviation.square().mean().log()
-        self.log_sigma.copy_(log_sigma.clamp(min=MIN_LOG_SIGMA))
+        self.log_sigma.copy_(mean_image_fit(images, per_pixel=self.sigma == "per_pixel")[1])
         self.init_from_data = False
 
     def log_prob(self, x, params, *, per_dim=False):
