@@ -21,7 +21,7 @@ PUBLIC = [
     "load_checkpoint", "mig", "mig_from_codes", "mlp_vae", "mutual_information", "optimal_log_sigma", "pick_device",
     "reduce_loss", "sweep", "training_loss", "bits_per_dim", "dequantize", "gaussian_baseline", "principal_variances",
     "rate_distortion", "discretized_logistic_log_prob", "discretized_logistic_mean", "histogram_baseline",
-    "pixel_baseline", "bernoulli_log_integral",
+    "pixel_baseline", "bernoulli_log_integral", "PIController", "perplexity", "staircase",
 ]
 DATA_PUBLIC = [
     "CHECKSUMS", "Checksum", "DOWNLOAD_DEADLINE", "DOWNLOAD_TIMEOUT", "DSPRITES_FACTORS", "DataIntegrityError",

@@ -1,4 +1,7 @@
 """The sentence VAE: its log-likelihood, word dropout, decoding, and that it trains."""
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,3 +97,109 @@ def test_sampled_decoding_is_reproducible_with_a_generator():
 def test_bad_input(tokens, lengths, match):
     with pytest.raises(ValueError, match=match):
         model()(tokens, lengths, torch.zeros(3, 4))
+
+
+# ---- length-bucketed batches -------------------------------------------------------------
+
+def test_bucketed_batches_cover_every_sentence_once_and_depend_only_on_seed_and_epoch():
+    lengths = torch.randint(3, 40, (1003,), generator=torch.Generator().manual_seed(0))
+    batches = vaelab.batching.bucketed_batches(lengths, batch_size=32, bucket_size=8, seed=5, epoch=2)
+    assert len(batches) == math.ceil(1003 / 32)
+    assert sorted(torch.cat([i for i, _ in batches]).tolist()) == list(range(1003))
+    assert all(i.shape[0] == 32 for i, _ in batches[:-1]) and batches[-1][0].shape[0] == 1003 % 32
+    assert all(width == int(lengths[i].max()) for i, width in batches)
+    again = vaelab.batching.bucketed_batches(lengths, batch_size=32, bucket_size=8, seed=5, epoch=2)
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(batches, again))
+    other = vaelab.batching.bucketed_batches(lengths, batch_size=32, bucket_size=8, seed=5, epoch=3)
+    assert not all(torch.equal(a, b) for (a, _), (b, _) in zip(batches, other))
+    # sorting within pools cuts the padding: columns paid for, against unsorted batches of the same shuffle
+    plain = vaelab.batching.bucketed_batches(lengths, batch_size=32, bucket_size=1, seed=5, epoch=2)
+    cells = lambda bs: sum(i.shape[0] * w for i, w in bs)  # noqa: E731
+    assert cells(batches) < 0.75 * cells(plain)
+    permutation = torch.randperm(1003, generator=vaelab.batching.generator(5, "shuffle", 2))
+    assert torch.equal(torch.cat([i for i, _ in plain]), permutation)  # bucket_size=1 keeps the shuffle
+
+
+def test_fit_trains_on_trimmed_batches_and_its_statistics_match_the_padded_scores():
+    tokens = torch.nn.functional.pad(TOKENS, (0, 6)).repeat(10, 1)
+    data = Sentences(tokens, LENGTHS.repeat(10))
+    m = model()
+    seen = []
+    m.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    history = vaelab.fit(m, data, epochs=2, batch_size=4, progress=False, bucket_size=3, sync_every=1)
+    assert max(seen) <= 5 and min(seen) < 5  # trimmed to each batch's longest sentence, never to the padded 11
+    assert len(history) == 2 * math.ceil(30 / 4)
+
+
+def test_bucket_size_is_checked_and_belongs_to_sentences():
+    data = Sentences(TOKENS, LENGTHS)
+    with pytest.raises(ValueError, match="bucket_size"):
+        vaelab.fit(model(), data, bucket_size=0, progress=False)
+    images = torch.rand(8, 1, 4, 4)
+    with pytest.raises(ValueError, match="bucket_size"):
+        vaelab.fit(vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2), images, bucket_size=4, progress=False)
+
+
+# ---- measurements on sentences ------------------------------------------------------------
+
+def corpus(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 9, (n,), generator=g)
+    tokens = torch.zeros(n, 10, dtype=torch.long)
+    for i, length in enumerate(lengths.tolist()):
+        tokens[i, 0], tokens[i, length - 1] = SOS, EOS
+        tokens[i, 1 : length - 1] = torch.randint(4, 10, (length - 2,), generator=g)
+    return Sentences(tokens, lengths)
+
+
+def test_latent_diagnostics_accept_sentences_and_keep_their_order():
+    data, m = corpus(), model().eval()
+    with torch.no_grad():
+        mu, logvar = m.encode(data.tokens, data.lengths)  # padded, in file order
+    torch.testing.assert_close(vaelab.kl_per_dim(m, data), vaelab.gaussian_kl(mu, logvar).double().mean(0))
+    units = vaelab.active_units(m, data, threshold=0.0)
+    torch.testing.assert_close(units["variance"], mu.double().var(0, correction=0))
+    information = vaelab.mutual_information(m, data)
+    assert 0.0 <= information <= math.log(len(data))
+
+
+def test_elbo_and_iw_on_sentences_and_their_perplexities():
+    data, m = corpus(), model().eval()
+    result = vaelab.elbo(m, data, batch_size=7)
+    with torch.no_grad():
+        mu, logvar = m.encode(data.tokens, data.lengths)
+    assert result["kl"] == pytest.approx(float(vaelab.gaussian_kl(mu, logvar).sum(1).mean()), rel=1e-5)
+    tokens = float((data.lengths - 1).sum())
+    assert result["perplexity"] == pytest.approx(math.exp(-result["elbo"] * len(data) / tokens))
+    assert vaelab.perplexity(-result["elbo"], data) == pytest.approx(result["perplexity"])
+    # k = 1: an unbiased estimate of the ELBO; many samples: a tighter bound, never looser on average
+    one = [vaelab.iw_log_likelihood(m, data, k=1, seed=s)["nll"] for s in range(30)]
+    assert np.mean(one) == pytest.approx(-result["elbo"], rel=0.02)
+    many = vaelab.iw_log_likelihood(m, data, k=200, batch_size=16)
+    assert many["nll"] < np.mean(one) and many["perplexity"] == pytest.approx(vaelab.perplexity(many["nll"], data))
+    # the samples do not depend on how many are scored at once
+    a = vaelab.iw_log_likelihood(m, data, k=70, k_chunk=3)["log_likelihood"]
+    b = vaelab.iw_log_likelihood(m, data, k=70, k_chunk=64)["log_likelihood"]
+    torch.testing.assert_close(a, b)
+
+
+def test_image_only_measurements_refuse_sentences_by_name():
+    with pytest.raises(ValueError, match="rate_distortion.*SentenceVAE"):
+        vaelab.rate_distortion(model(), corpus())
+    with pytest.raises(ValueError, match="levels"):
+        vaelab.iw_log_likelihood(model(), corpus(), k=2, levels=256)
+    with pytest.raises(ValueError, match="sentences"):
+        vaelab.perplexity(1.0, torch.zeros(3, 4))
+
+
+def test_staircase_translates_the_keras_callback():
+    klstart, annealtime, steps_per_epoch = 40, 20, 3
+    weight, during = 0.0, []
+    for epoch in range(70):  # what the callback's weight is during each epoch
+        during.append(weight)
+        if epoch > klstart:
+            weight = min(weight + 1.0 / annealtime, 1.0)
+    schedule = vaelab.staircase(steps_per_epoch, delay=klstart + 1, increment=1 / annealtime)
+    steps = np.arange(70 * steps_per_epoch)
+    np.testing.assert_allclose(schedule(steps), np.repeat(during, steps_per_epoch), atol=1e-12)
+    assert np.flatnonzero(schedule(steps))[0] // steps_per_epoch == 42  # the 43rd epoch

@@ -14,6 +14,7 @@ module                  holds
 ``ledger``              sum/mean conventions, their effective beta and implied sigma²
 ``objective``           :class:`Objective`: what a run minimises
 ``schedules``           KL-weight schedules
+``control``             :class:`PIController`: a KL weight set by feedback
 ``data``                MNIST, Fashion-MNIST, PTB, dSprites as whole tensors
 ``models``              decoder heads, image VAEs, the sentence VAE
 ``train``, ``sweep``    :func:`fit` and :func:`sweep`
@@ -30,6 +31,7 @@ import importlib as _importlib
 
 from .batching import pick_device
 from .checkpoints import load_checkpoint
+from .control import PIController
 from .divergences import free_bits, gaussian_kl
 from .history import History, TrainingDiverged
 from .ledger import beta_from_norm, beta_norm, effective_beta, implied_sigma2, reduce_loss
@@ -57,6 +59,7 @@ from .metrics import (
     mig,
     mig_from_codes,
     mutual_information,
+    perplexity,
     pixel_baseline,
     principal_variances,
     rate_distortion,
@@ -66,7 +69,7 @@ from .models import VAE, GaussianHead, SentenceVAE, VAEOutput, conv_vae, mlp_vae
 from .notebook import glue
 from .objective import Objective, kl_penalty, training_loss
 from .scale import by_scale, get_scale
-from .schedules import Schedule, capacity, constant, cyclical, delayed_linear, linear
+from .schedules import Schedule, capacity, constant, cyclical, delayed_linear, linear, staircase
 from .sweep import sweep
 from .train import fit
 
@@ -76,6 +79,7 @@ __all__ = [
     "History",
     "GaussianHead",
     "Objective",
+    "PIController",
     "Schedule",
     "SentenceVAE",
     "TrainingDiverged",
@@ -125,15 +129,17 @@ __all__ = [
     "mlp_vae",
     "mutual_information",
     "optimal_log_sigma",
+    "perplexity",
     "pick_device",
     "reduce_loss",
+    "staircase",
     "sweep",
     "training_loss",
 ]
 
 #: Submodules reachable as attributes after a plain ``import vaelab`` (imported on first use).
 SUBMODULES = (
-    "batching", "checkpoints", "data", "divergences", "engine", "history", "ledger", "likelihoods", "metrics",
+    "batching", "checkpoints", "control", "data", "divergences", "engine", "history", "ledger", "likelihoods", "metrics",
     "models", "notebook", "objective", "plots", "scale", "schedules", "sweep", "train",
 )
 

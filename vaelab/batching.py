@@ -12,7 +12,10 @@ import hashlib
 
 import torch
 
-__all__ = ["as_tensors", "batch_slices", "derive_seed", "generator", "pick_device", "training_tensors"]
+__all__ = [
+    "as_tensors", "batch_slices", "bucketed_batches", "derive_seed", "generator", "is_text", "pick_device",
+    "training_tensors",
+]
 
 
 def pick_device(device=None) -> torch.device:
@@ -75,6 +78,47 @@ def batch_slices(n: int, batch_size: int, *, permutation: torch.Tensor | None = 
             yield slice(start, min(start + batch_size, n))
         else:
             yield permutation[start : start + batch_size]
+
+
+def is_text(model) -> bool:
+    """Whether ``model`` reads sentences (``tokens``, ``lengths``) rather than images."""
+    return tuple(getattr(model, "inputs", ())) == ("tokens", "lengths")
+
+
+def bucketed_batches(lengths: torch.Tensor, *, batch_size: int, bucket_size: int, seed: int, epoch: int) -> list:
+    """One epoch of length-bucketed batches: a list of ``(index, width)``, ``index`` a CPU int64 tensor.
+
+    The examples are shuffled with the generator of ``(seed, "shuffle", epoch)`` (the
+    order :func:`vaelab.fit` uses for images), taken ``bucket_size * batch_size`` at a time,
+    sorted by length within that pool (a stable sort) and cut into batches of
+    ``batch_size``; the order of the batches is then shuffled with the generator of
+    ``(seed, "buckets", epoch)``. Only the last batch of the epoch may be short, so an
+    epoch has ``ceil(N / batch_size)`` batches, as without buckets. ``width`` is the
+    longest length in the batch, the number of columns it needs.
+
+    Args:
+        lengths: ``(N,)`` integer lengths (on any device; read once per epoch).
+        bucket_size: batches per pool, >= 1; 1 keeps the shuffled order.
+
+    The result depends only on ``lengths``, ``batch_size``, ``bucket_size``, ``seed`` and
+    ``epoch``, so a resumed run sees the same batches.
+    """
+    lengths = lengths.detach().cpu().to(torch.int64)
+    n = lengths.shape[0]
+    permutation = torch.randperm(n, generator=generator(seed, "shuffle", epoch))
+    pool = batch_size * bucket_size
+    batches = []
+    for start in range(0, n, pool):
+        members = permutation[start : start + pool]
+        if bucket_size > 1:
+            members = members[torch.sort(lengths[members], stable=True).indices]
+        batches.extend(members[i : i + batch_size] for i in range(0, members.shape[0], batch_size))
+    if bucket_size > 1:
+        # the short batch stays last, so that every other batch has batch_size rows
+        full = len(batches) - (1 if n % batch_size else 0)
+        order = torch.randperm(full, generator=generator(seed, "buckets", epoch)).tolist()
+        batches = [batches[i] for i in order] + batches[full:]
+    return [(index, int(lengths[index].max())) for index in batches]
 
 
 def _dataset_tensors(data, name: str):

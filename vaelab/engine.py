@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import sys
 import warnings
@@ -19,7 +20,7 @@ import warnings
 import torch
 
 from ._checks import check_choice, check_positive, check_positive_int, no_validation
-from .batching import batch_slices, derive_seed, generator, pick_device, training_tensors
+from .batching import batch_slices, bucketed_batches, derive_seed, generator, is_text, pick_device, training_tensors
 from .data.images import binarize as binarize_images
 from .data.images import dequantize as dequantize_images
 from .data.images import on_level_grid
@@ -27,7 +28,7 @@ from .history import History, TrainingDiverged
 from .metrics import elbo as heldout_elbo
 from .metrics import rate_distortion
 
-__all__ = ["Plan", "epoch_images", "epoch_record", "init_scales", "make_adam", "minibatches", "plan_run", "progress_bar"]
+__all__ = ["BUCKET_SIZE", "Plan", "epoch_images", "epoch_record", "init_scales", "make_adam", "minibatches", "plan_run", "progress_bar"]
 
 
 @dataclasses.dataclass
@@ -43,6 +44,7 @@ class Plan:
     dequantize: bool
     steps_per_epoch: int
     total_steps: int
+    bucket_size: int | None = None
 
     @property
     def n(self) -> int:
@@ -64,8 +66,12 @@ def _warn_if_8bit(model, images: torch.Tensor, name: str) -> None:
         )
 
 
+#: The default pool of :func:`vaelab.batching.bucketed_batches` for sentences, in batches.
+BUCKET_SIZE = 50
+
+
 def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, binarize, dequantize, device,
-             max_steps, sync_every, seed) -> Plan:
+             max_steps, sync_every, seed, bucket_size=None) -> Plan:
     """Check everything a run needs before its first step, and move model and data to the device.
 
     With ``binarize="dynamic"``, ``test_data`` is binarised once, from a generator seeded
@@ -90,6 +96,15 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
         raise ValueError(f"dequantize must be True or False; got {dequantize!r}")
     if dequantize and binarize is not None:
         raise ValueError("binarize and dequantize are alternatives (binary images, or dequantised grey levels); pass one")
+    if is_text(model):
+        bucket_size = BUCKET_SIZE if bucket_size is None else check_positive_int("bucket_size", bucket_size)
+        if binarize is not None or dequantize:
+            raise ValueError("binarize and dequantize apply to images; a sentence model takes neither")
+    elif bucket_size is not None:
+        raise ValueError(
+            f"bucket_size={bucket_size!r} applies to sentences (batches of similar length); an image model takes "
+            "none: leave bucket_size=None"
+        )
     device = pick_device(device)
     model.to(device)
     tensors = tuple(t.to(device) for t in training_tensors(model, data, "data"))
@@ -112,7 +127,8 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
     total_steps = epochs * steps_per_epoch
     if max_steps is not None:
         total_steps = min(total_steps, check_positive_int("max_steps", max_steps))
-    return Plan(device, tensors, test_tensors, batch_size, lr, binarize, dequantize, steps_per_epoch, total_steps)
+    return Plan(device, tensors, test_tensors, batch_size, lr, binarize, dequantize, steps_per_epoch, total_steps,
+                bucket_size)
 
 
 def epoch_images(plan: Plan, *, seed: int, epoch: int) -> tuple:
@@ -141,14 +157,23 @@ def minibatches(plan: Plan, *, seed: int, start_step: int, latent_dim: int):
     step = start_step
     while step < plan.total_steps:
         epoch, position = divmod(step, plan.steps_per_epoch)
-        permutation = torch.randperm(plan.n, generator=generator(seed, "shuffle", epoch)).to(plan.device)
+        if plan.bucket_size is not None:  # sentences: batches of similar length, each trimmed to its longest
+            batches = bucketed_batches(plan.tensors[1], batch_size=plan.batch_size, bucket_size=plan.bucket_size,
+                                       seed=seed, epoch=epoch)
+            indices = torch.cat([index for index, _ in batches]).to(plan.device)
+            offsets = [0, *itertools.accumulate(index.shape[0] for index, _ in batches)]
+            slices = [(indices[a:b], width) for (a, b), (_, width) in zip(itertools.pairwise(offsets), batches)]
+        else:
+            permutation = torch.randperm(plan.n, generator=generator(seed, "shuffle", epoch)).to(plan.device)
+            slices = [(index, None) for index in batch_slices(plan.n, plan.batch_size, permutation=permutation)]
         epoch_tensors = epoch_images(plan, seed=seed, epoch=epoch)
-        slices = list(batch_slices(plan.n, plan.batch_size, permutation=permutation))
-        for index in slices[position:]:
+        for index, width in slices[position:]:
             if step >= plan.total_steps:
                 return
             # index_select copies whole rows: about twice as fast on a CPU as t[index]
             batch = tuple(t[index] if isinstance(index, slice) else t.index_select(0, index) for t in epoch_tensors)
+            if width is not None:
+                batch = (batch[0][:, :width],) + batch[1:]
             step_generator.manual_seed(derive_seed(seed, "step", step))
             eps = torch.randn(batch[0].shape[0], latent_dim, generator=step_generator, device=plan.device)
             yield step, epoch, batch, eps, step_generator

@@ -132,6 +132,7 @@ class StepLog:
         self.sync_every = sync_every
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.weights = np.zeros((sync_every, len(histories)))  # known on the host: never copied to the device
+        self.device_weights: list[tuple[int, torch.Tensor]] = []  # a controller's, copied at the sync
         self.steps: list[tuple[int, int]] = []
 
     @property
@@ -139,11 +140,15 @@ class StepLog:
         return len(self.steps) == self.sync_every
 
     def record(self, step: int, epoch: int, weight, log_px: torch.Tensor, kl_per_dim: torch.Tensor, loss: torch.Tensor) -> None:
-        """One step: ``weight`` is the KL weight (a float, or a host array with one per run);
-        ``log_px`` ``([runs,] batch)``, ``kl_per_dim`` ``([runs,] batch, latent)`` and ``loss``
-        ``([runs])`` are that step's tensors, kept by reference until :meth:`sync`."""
+        """One step: ``weight`` is the KL weight (a float, or a host array with one per run, or
+        a device tensor of either shape when a controller set it); ``log_px`` ``([runs,] batch)``,
+        ``kl_per_dim`` ``([runs,] batch, latent)`` and ``loss`` ``([runs])`` are that step's
+        tensors, kept by reference until :meth:`sync`."""
         self.pending.append((log_px, kl_per_dim, loss))
-        self.weights[len(self.steps)] = weight
+        if isinstance(weight, torch.Tensor):
+            self.device_weights.append((len(self.steps), weight))
+        else:
+            self.weights[len(self.steps)] = weight
         self.steps.append((step, epoch))
 
     def _reduce(self) -> np.ndarray:
@@ -166,6 +171,10 @@ class StepLog:
         n = len(self.steps)
         raw = self._reduce()
         self.pending.clear()
+        if self.device_weights:
+            rows = [row for row, _ in self.device_weights]
+            self.weights[rows] = torch.stack([w for _, w in self.device_weights]).cpu().double().numpy().reshape(len(rows), -1)
+            self.device_weights.clear()
         recon, objective, kl_dims = raw[..., 0], raw[..., 1], raw[..., 2:]
         kl = kl_dims.sum(axis=2)
         # (steps, runs, 5 + latent): weight, recon, kl, objective, elbo, then the KL per latent

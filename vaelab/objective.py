@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_positive, check_tensor
+from .control import PIController
 from .divergences import free_bits as _free_bits
 from .ledger import REDUCTIONS
 
@@ -141,9 +142,10 @@ class Objective:
     Annealing passes a schedule: ``Objective(beta=vaelab.linear(10_000))``.
 
     Attributes:
-        beta: the KL weight, a number >= 0 or a schedule ``step -> weight``
+        beta: the KL weight, a number >= 0, a schedule ``step -> weight``
             (:mod:`vaelab.schedules`, or any callable mapping a NumPy array of steps to
-            weights).
+            weights), or a :class:`vaelab.PIController`, which sets each step's weight
+            from the KL it observes (then :meth:`betas` has no values in advance).
         recon_dims, kl_dims: ``"sum"`` (the ELBO) or ``"mean"`` over pixels / latents,
             the conventions of the loss-scale ledger (chapter 1,
             :func:`vaelab.effective_beta`).
@@ -163,7 +165,7 @@ class Objective:
     gamma: float = 1.0
 
     def __post_init__(self):
-        if not callable(self.beta):
+        if not callable(self.beta) and not isinstance(self.beta, PIController):
             object.__setattr__(self, "beta", check_positive("beta", self.beta, allow_zero=True))
         check_choice("recon_dims", self.recon_dims, REDUCTIONS)
         check_choice("kl_dims", self.kl_dims, REDUCTIONS)
@@ -179,8 +181,18 @@ class Objective:
             raise ValueError(f"free_bits_per_dimension must be True or False; got {self.free_bits_per_dimension!r}")
         object.__setattr__(self, "gamma", check_positive("gamma", self.gamma))
 
+    @property
+    def controller(self) -> PIController | None:
+        """The feedback controller that sets the weight, or ``None`` for a number or schedule."""
+        return self.beta if isinstance(self.beta, PIController) else None
+
     def betas(self, total_steps: int) -> np.ndarray:
-        """The KL weight of steps ``0 .. total_steps - 1``: ``(total_steps,)`` float64."""
+        """The KL weight of steps ``0 .. total_steps - 1``: ``(total_steps,)`` float64.
+
+        Under a controller the weights are not known in advance: NaN, filled in by training.
+        """
+        if self.controller is not None:
+            return np.full(total_steps, np.nan)
         return per_step(self.beta, total_steps, name="beta")
 
     def capacities(self, total_steps: int) -> np.ndarray | None:

@@ -14,7 +14,7 @@ import torch
 
 from ._checks import check_choice, check_positive, check_positive_int, check_real
 
-__all__ = ["Schedule", "constant", "linear", "delayed_linear", "cyclical", "capacity"]
+__all__ = ["Schedule", "constant", "linear", "delayed_linear", "staircase", "cyclical", "capacity"]
 
 
 class Schedule:
@@ -88,6 +88,31 @@ class delayed_linear(Schedule):
     def _weights(self, steps):
         progress = torch.clamp((steps - self.delay_steps) / self.ramp_steps, min=0.0, max=1.0)
         return self.stop * progress
+
+
+class staircase(Schedule):
+    """A weight that changes once per stair of ``stair_steps`` steps, as a per-epoch callback changes it.
+
+    During stair ``e = floor(step / stair_steps)`` (counted from 0) the weight is
+    ``min(stop, increment * max(0, e - delay))``: 0 for the first ``delay + 1`` stairs, then
+    ``increment`` more on each later one.
+
+    The popular Keras annealing callback (``on_epoch_end(epoch)``: ``if epoch > klstart:
+    weight += 1 / annealtime``, capped at 1, with Keras counting epochs from 0) is, with
+    stairs of one epoch, ``staircase(steps_per_epoch, delay=klstart + 1, increment=1 / annealtime)``:
+    the weight first differs from 0 in epoch ``klstart + 2`` (0-based), the 43rd epoch for
+    ``klstart = 40``.
+    """
+
+    def __init__(self, stair_steps: int, *, delay: int, increment: float, stop: float = 1.0):
+        self.stair_steps = check_positive_int("stair_steps", stair_steps)
+        self.delay = check_positive_int("delay", delay, minimum=0)
+        self.increment = check_positive("increment", increment)
+        self.stop = check_positive("stop", stop, allow_zero=True)
+
+    def _weights(self, steps):
+        stairs = torch.floor(steps / self.stair_steps)
+        return torch.clamp(self.increment * torch.clamp(stairs - self.delay, min=0.0), max=self.stop)
 
 
 _SHAPES = ("linear", "sigmoid", "cosine")

@@ -177,7 +177,8 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
             configurations from the same weights.
         data: training images, in the forms :func:`vaelab.fit` takes.
         objectives: ``C`` :class:`vaelab.Objective` values, one per model; they may differ
-            in anything (weights, schedules, reductions, free bits, capacity). Or
+            in anything (weights, schedules, feedback controllers, reductions, free bits,
+            capacity). Or
         betas: ``C`` KL weights (numbers or schedules), each the objective
             ``Objective(beta=...)``. Neither means the ELBO for every model.
         **options: ``test_data``, ``epochs``, ``batch_size``, ``lr``, ``likelihood``,
@@ -204,7 +205,7 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
         template, data, test_data=options["test_data"], epochs=options["epochs"], batch_size=options["batch_size"],
         lr=options["lr"], likelihood=options["likelihood"], binarize=options["binarize"],
         dequantize=options["dequantize"], device=options["device"], max_steps=options["max_steps"],
-        sync_every=sync_every, seed=seed,
+        sync_every=sync_every, seed=seed, bucket_size=options["bucket_size"],
     )
     for model in models[1:]:
         model.to(plan.device)
@@ -247,19 +248,34 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
         for objective, _, _ in groups
     ]
 
+    # Configurations whose weight a feedback controller sets: each reads its own KL every step, on the device.
+    controlled = [(c, o.controller, o.controller.initial_state(plan.device)) for c, o in enumerate(objectives)
+                  if o.controller is not None]
+
+    def adapt(weight, kl_per_dim):
+        """This step's weights: the scheduled ones, with each controller's replaced by what it sets now."""
+        if not controlled:
+            return weight
+        weight = weight.clone()
+        kl = kl_per_dim.detach().sum(-1).mean(-1)
+        for c, controller, state in controlled:
+            weight[c] = controller.update(state, kl[c]).to(weight.dtype)
+        return weight
+
     def all_configurations(parameters, buffers, weight, target, x, eps):
         scores, kl_per_dim = all_forwards(parameters, buffers, x, eps)
+        weight = adapt(weight, kl_per_dim)
         if score_stacked:  # (C, batch, ...) decoder parameters against the batch repeated C times
             repeated = x.expand(count, *x.shape).flatten(0, 1)
             flat = {name: value.flatten(0, 1) for name, value in scores.items()}
             scores = template.head.log_prob(repeated, flat).view(count, x.shape[0])
         if len(groups) == 1:
-            return group_losses[0](scores, kl_per_dim, weight, target), scores, kl_per_dim
+            return group_losses[0](scores, kl_per_dim, weight, target), scores, kl_per_dim, weight
         losses = [
             loss(scores[index], kl_per_dim[index], weight[index], None if target is None else target[index])
             for loss, (_, index, _) in zip(group_losses, groups)
         ]
-        return torch.cat(losses)[order], scores, kl_per_dim
+        return torch.cat(losses)[order], scores, kl_per_dim, weight
 
     histories = [History(template.latent_dim) for _ in models]
     stack, bar = _Stack(models), None
@@ -273,14 +289,14 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
         template.train()
         with no_validation():
             for step, epoch, batch, eps, _ in minibatches(plan, seed=seed, start_step=0, latent_dim=template.latent_dim):
-                losses, log_px, kl_per_dim = all_configurations(
+                losses, log_px, kl_per_dim, weight = all_configurations(
                     stack.parameters(), stack.buffers, loss_weights[step], None if targets is None else targets[step],
                     batch[0], eps,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # the configurations share no parameters: each gets its own gradient
                 optimizer.step()
-                log.record(step, epoch, host_weights[step], log_px, kl_per_dim, losses)
+                log.record(step, epoch, weight if controlled else host_weights[step], log_px, kl_per_dim, losses)
                 step += 1
                 if step % plan.steps_per_epoch == 0:
                     log.sync()

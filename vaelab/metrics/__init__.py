@@ -9,7 +9,11 @@
 * :func:`rate_distortion`: rate and distortion on held-out data; :func:`gaussian_baseline`:
   the input-ignoring Gaussian a Gaussian VAE must beat (and :func:`pixel_baseline`,
   :func:`histogram_baseline` for the other families); :func:`principal_variances`: the
-  data's variance per principal direction; :func:`bits_per_dim`.
+  data's variance per principal direction; :func:`bits_per_dim`; :func:`perplexity`, per word,
+  for sentences.
+
+The ELBO, the importance-weighted estimate and the latent diagnostics measure sentence
+VAEs too, given :class:`vaelab.data.Sentences`; sentences are batched by length.
 
 All of them work on whole tensors on the model's device, a batch of examples at a time.
 The modules: :mod:`~vaelab.metrics.estimates` (likelihood estimates),
@@ -19,7 +23,7 @@ and :mod:`~vaelab.metrics.posterior` (what they share).
 from . import baselines, disentanglement, estimates, latents
 from .disentanglement import mig, mig_from_codes
 from .baselines import gaussian_baseline, histogram_baseline, pixel_baseline
-from .estimates import bits_per_dim, elbo, iw_log_likelihood, rate_distortion
+from .estimates import bits_per_dim, elbo, iw_log_likelihood, perplexity, rate_distortion
 from .latents import active_units, kl_per_dim, mutual_information, principal_variances
 
 __all__ = sorted(baselines.__all__ + disentanglement.__all__ + estimates.__all__ + latents.__all__)

@@ -84,7 +84,7 @@ def mig(model, data, factors, *, n_bins: int = 20, batch_size: int = 1000) -> di
     Returns:
         As :func:`mig_from_codes`.
     """
-    x = checked_images(model, data)
+    x = checked_images(model, data, function="mig")
     factors = _factor_labels(factors, x.shape[0])  # before the encoder runs: a wrong length fails fast
     mu, _ = encode_all(model, x, batch_size)
     return mig_from_codes(mu, factors, n_bins=n_bins)

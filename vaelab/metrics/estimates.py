@@ -8,10 +8,10 @@ import math
 import torch
 
 from .._checks import check_positive_int, no_validation
-from ..batching import batch_slices, generator, training_tensors
-from .posterior import checked_images, evaluating, model_device
+from ..batching import generator, is_text
+from .posterior import checked_images, checked_inputs, evaluating, example_batches, model_device
 
-__all__ = ["bits_per_dim", "elbo", "iw_log_likelihood", "rate_distortion"]
+__all__ = ["bits_per_dim", "elbo", "iw_log_likelihood", "perplexity", "rate_distortion"]
 
 _LOG_2PI = math.log(2 * math.pi)
 # Importance samples are drawn in blocks of this many, each from its own seeded generator,
@@ -27,17 +27,19 @@ def elbo(model, data, *, batch_size: int = 1000, seed: int = 0) -> dict:
     so the estimate is reproducible. The model is put in eval mode and restored.
 
     Args:
-        model: a :class:`vaelab.VAE` (or any model with the same ``forward``).
-        data: held-out examples (a tensor, or a tuple/dataclass of tensors for text).
+        model: a :class:`vaelab.VAE` or :class:`vaelab.SentenceVAE`.
+        data: held-out examples (images, or :class:`vaelab.data.Sentences`).
         batch_size: examples per forward pass (memory only; the result does not depend on it
             beyond the noise draw).
         seed: noise seed.
 
     Returns:
         ``{"elbo", "recon", "kl"}`` as floats: ``elbo = -(recon + kl)``, where ``recon`` is
-        ``-E log p(x|z)`` and ``kl`` is ``KL(q(z|x) || p(z))``, each averaged over ``data``.
+        ``-E log p(x|z)`` and ``kl`` is ``KL(q(z|x) || p(z))``, each averaged over ``data``
+        (nats per example: per image, or per sentence). For sentences also ``"perplexity"``,
+        the bound :func:`perplexity` gives from ``-elbo``.
     """
-    tensors = training_tensors(model, data, "data")
+    tensors = checked_inputs(model, data)
     device = model_device(model)
     n = tensors[0].shape[0]
     recon_total = torch.zeros((), dtype=torch.float64, device=device)
@@ -47,16 +49,46 @@ def elbo(model, data, *, batch_size: int = 1000, seed: int = 0) -> dict:
             recon_total += -out.log_px.double().sum()
             kl_total += out.kl_per_dim.double().sum()
     recon, kl = float(recon_total) / n, float(kl_total) / n
-    return {"elbo": -(recon + kl), "recon": recon, "kl": kl}
+    result = {"elbo": -(recon + kl), "recon": recon, "kl": kl}
+    if is_text(model):
+        result["perplexity"] = perplexity(-result["elbo"], tensors)
+    return result
+
+
+def perplexity(nll: float, data) -> float:
+    """Per-word perplexity of sentences from a negative log-likelihood per sentence.
+
+    ``exp(N * nll / T)`` for ``N`` sentences holding ``T`` tokens in all, where the tokens
+    of a sentence are its words and its ``<eos>`` (``lengths - 1``: not ``<sos>``, which is
+    given, and not padding), the convention of Bowman et al. (2016) and Fu et al. (2019).
+    From ``-elbo`` it is an upper bound on the model's perplexity, from the importance-
+    weighted NLL (:func:`iw_log_likelihood`) a tighter one. The ELBO bound alone misleads:
+    it charges a model the KL of the code it uses, so a model that ignores its latent
+    scores better on it than on the tighter bound.
+
+    Args:
+        nll: mean ``-log p(sentence)`` over ``data``, nats per sentence.
+        data: the sentences it was measured on (:class:`vaelab.data.Sentences` or ``(tokens, lengths)``).
+    """
+    from ..batching import as_tensors
+
+    tensors = as_tensors(data, "data")
+    if len(tensors) != 2:
+        raise ValueError("data must be sentences (vaelab.data.Sentences, or (tokens, lengths)), the ones nll was measured on")
+    lengths = tensors[1]
+    tokens = float((lengths.double() - 1).sum())
+    if tokens <= 0:
+        raise ValueError("data must hold at least one word or <eos> (lengths >= 2)")
+    return math.exp(float(nll) * lengths.shape[0] / tokens)
 
 
 def _single_samples(model, tensors: tuple, *, batch_size: int, seed: int):
     """Yield ``(batch, out)``: one forward pass per batch, with one ``z`` per example drawn from
     a generator seeded by ``(seed, batch index)``, the noise :func:`elbo` and
-    :func:`rate_distortion` share."""
+    :func:`rate_distortion` share (sentences come in batches of similar length, see
+    :func:`vaelab.metrics.posterior.example_batches`)."""
     device = model_device(model)
-    for i, index in enumerate(batch_slices(tensors[0].shape[0], batch_size)):
-        batch = tuple(t[index].to(device) for t in tensors)
+    for i, (_, batch) in enumerate(example_batches(model, tensors, batch_size)):
         gen = generator(seed, "elbo", i, device=device)
         eps = torch.randn(batch[0].shape[0], model.latent_dim, generator=gen, device=device)
         yield batch, model(*batch, eps)
@@ -125,12 +157,19 @@ def iw_log_likelihood(
     figures compare across likelihoods and with discrete models. (A Bernoulli decoder on
     grey levels is not normalised at all.)
 
+    **Sentences.** For a :class:`vaelab.SentenceVAE` and :class:`vaelab.data.Sentences`,
+    ``nll`` is nats per sentence, and the result adds ``"perplexity"`` (:func:`perplexity`);
+    ``bits_per_dim`` is then bits per token (words and ``<eos>``). Each importance sample
+    is a decoder pass over the sentence, so ``k`` of a few hundred is the practical range
+    on a CPU.
+
     Args:
-        model: an image :class:`vaelab.VAE`.
-        data: ``(N, *data_shape)`` examples, on any device.
+        model: an image :class:`vaelab.VAE` or a :class:`vaelab.SentenceVAE`.
+        data: ``(N, *data_shape)`` images, or sentences, on any device.
         k: importance samples per example, >= 1.
         batch_size: examples per pass.
-        k_chunk: samples scored at once (memory and speed only); ``None`` picks by device.
+        k_chunk: samples scored at once (memory and speed only); ``None`` picks by device
+            (and for sentences keeps ``k_chunk * batch_size`` to about 1,000 sentences).
         seed: noise seed.
         levels: the number of grey levels the dequantised ``data`` came from (256 for
             8-bit images), or ``None`` for binary data (or a density on its own scale).
@@ -143,33 +182,43 @@ def iw_log_likelihood(
     batch_size = check_positive_int("batch_size", batch_size)
     if levels is not None:
         check_positive_int("levels", levels, minimum=2)
-    x_all = checked_images(model, data)
+    tensors = checked_inputs(model, data)
+    text = is_text(model)
+    if text and levels is not None:
+        raise ValueError("levels applies to dequantised images; sentences take none (leave levels=None)")
     device = model_device(model)
-    k_chunk = check_positive_int("k_chunk", k_chunk if k_chunk is not None else 25 if device.type == "cpu" else 500)
-    n, latent = x_all.shape[0], model.latent_dim
+    if k_chunk is None:
+        k_chunk = 25 if device.type == "cpu" else 500
+        if text:
+            k_chunk = max(1, min(k_chunk, 1000 // batch_size))
+    k_chunk = check_positive_int("k_chunk", k_chunk)
+    n, latent = tensors[0].shape[0], model.latent_dim
     result = torch.empty(n, dtype=torch.float64)
     with evaluating(model), no_validation():
-        for b, index in enumerate(batch_slices(n, batch_size)):
-            x = x_all[index].to(device)
-            mu, logvar = model.encode(x)
+        for b, (index, batch) in enumerate(example_batches(model, tensors, batch_size)):
+            mu, logvar = model.encode(*batch)
+            rows = mu.shape[0]
             std = torch.exp(0.5 * logvar)
             # log q(z|x) = -(1/2) sum_j (eps_j^2 + logvar_j + log 2 pi), with z = mu + std * eps
             log_q_offset = -0.5 * (logvar.double().sum(1) + latent * _LOG_2PI)
-            total = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=device)
+            total = torch.full((rows,), -math.inf, dtype=torch.float64, device=device)
             noise = _ImportanceNoise(seed, b, tuple(mu.shape), device)
             for start in range(0, k, k_chunk):
                 stop = min(start + k_chunk, k)
                 eps = noise.take(start, stop)  # (s, batch, latent)
                 z = mu + std * eps
                 s = stop - start
-                params = model.decode(z.reshape(s * x.shape[0], latent))
-                x_repeated = x.expand(s, *x.shape).reshape(s * x.shape[0], *x.shape[1:])
-                log_px = model.head.log_prob(x_repeated, params).double().reshape(s, x.shape[0])
+                repeated = tuple(t.expand(s, *t.shape).reshape(s * rows, *t.shape[1:]) for t in batch)
+                log_px = model.decoder_log_prob(z.reshape(s * rows, latent), *repeated).double().reshape(s, rows)
                 log_pz = -0.5 * (z.double().square().sum(2) + latent * _LOG_2PI)
                 log_qz = log_q_offset - 0.5 * eps.double().square().sum(2)
                 total = torch.logaddexp(total, torch.logsumexp(log_px + log_pz - log_qz, dim=0))
             result[index] = (total - math.log(k)).cpu()
     nll = -float(result.mean())
+    if text:
+        per_token = nll * n / float((tensors[1].double() - 1).sum())
+        return {"nll": nll, "bits_per_dim": per_token / math.log(2), "perplexity": perplexity(nll, tensors),
+                "log_likelihood": result, "k": k}
     return {"nll": nll, "bits_per_dim": bits_per_dim(nll, model.data_dim, levels=levels), "log_likelihood": result,
             "k": k}
 
@@ -198,7 +247,7 @@ def rate_distortion(model, data, *, batch_size: int = 1000, seed: int = 0) -> di
     Returns:
         ``{"rate": float, "sse": float, "recon": float}``, averages over ``data``.
     """
-    tensors = training_tensors(model, data, "data")
+    tensors = (checked_images(model, data, function="rate_distortion"),)
     n = tensors[0].shape[0]
     totals = torch.zeros(3, dtype=torch.float64, device=model_device(model))
     with evaluating(model):

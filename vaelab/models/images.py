@@ -91,6 +91,10 @@ class VAE(nn.Module):
         """Parameters of ``p(x | z)``, each ``(batch, *data_shape)``."""
         return self.head.params(self.decoder(z))
 
+    def decoder_log_prob(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x | z)`` under the decoder head: ``(batch,)`` nats, summed over pixels."""
+        return self.head.log_prob(x, self.decode(z))
+
     def forward(self, x: torch.Tensor, eps: torch.Tensor, *, generator=None, score: bool = True) -> VAEOutput:
         """One reparameterised pass: ``z = mu + exp(logvar / 2) * eps``.
 

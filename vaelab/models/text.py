@@ -130,25 +130,44 @@ class SentenceVAE(nn.Module):
         out, _ = self.decoder(self._decoder_inputs(inputs, z), self._initial_state(z))
         return self.to_logits(out)
 
-    def forward(self, tokens, lengths, eps, *, generator=None) -> VAEOutput:
-        """One reparameterised pass with teacher forcing and (in training) word dropout.
+    def _sentence_log_prob(self, z, tokens, lengths, *, generator=None) -> torch.Tensor:
+        """``log p(sentence | z)`` per row, ``(batch,)`` nats.
 
-        Returns a :class:`vaelab.VAEOutput` whose ``log_px`` is the log-probability of each
-        whole sentence (its words and ``<eos>``), nats, ``(batch,)``.
+        Only the positions that hold a word or ``<eos>`` are scored: their hidden states
+        are gathered before the output layer, so padding costs no softmax over the
+        vocabulary. Word dropout applies in training mode.
         """
-        self.check_input(tokens, lengths)
-        mu, logvar = self.encode(tokens, lengths)
-        z = mu + torch.exp(0.5 * logvar) * eps
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         if self.training and self.word_dropout > 0:
             draw = torch.rand(inputs.shape, generator=generator, device=inputs.device)
             keep = (draw >= self.word_dropout) | (inputs == self.sos_id) | (inputs == self.pad_id)
             inputs = torch.where(keep, inputs, torch.full_like(inputs, self.unk_id))
-        logits = self.decode_logits(z, inputs)
-        token_log_prob = -F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        hidden, _ = self.decoder(self._decoder_inputs(inputs, z), self._initial_state(z))
         mask = torch.arange(targets.shape[1], device=tokens.device) < (lengths.to(tokens.device) - 1).unsqueeze(1)
-        log_px = (token_log_prob * mask).sum(dim=1)
-        return VAEOutput(log_px, gaussian_kl(mu, logvar), mu, logvar, z, {"logits": logits})
+        token_log_prob = -F.cross_entropy(self.to_logits(hidden[mask]), targets[mask], reduction="none")
+        return torch.zeros(mask.shape, dtype=token_log_prob.dtype, device=tokens.device).masked_scatter(
+            mask, token_log_prob
+        ).sum(dim=1)
+
+    def decoder_log_prob(self, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``log p(x | z)`` of each sentence under teacher forcing: ``(batch,)`` nats.
+
+        Its words and ``<eos>`` are scored (``lengths - 1`` tokens; not ``<sos>``, not padding).
+        """
+        return self._sentence_log_prob(z, tokens, lengths)
+
+    def forward(self, tokens, lengths, eps, *, generator=None) -> VAEOutput:
+        """One reparameterised pass with teacher forcing and (in training) word dropout.
+
+        Returns a :class:`vaelab.VAEOutput` whose ``log_px`` is the log-probability of each
+        whole sentence (its words and ``<eos>``), nats, ``(batch,)``; ``params`` is empty
+        (the logits of the scored positions are not kept).
+        """
+        self.check_input(tokens, lengths)
+        mu, logvar = self.encode(tokens, lengths)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        log_px = self._sentence_log_prob(z, tokens, lengths, generator=generator)
+        return VAEOutput(log_px, gaussian_kl(mu, logvar), mu, logvar, z, {})
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, *, max_length: int = 30, greedy: bool = True, temperature: float = 1.0,
