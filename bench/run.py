@@ -15,6 +15,12 @@ Three measurements, each taken in this one process:
    alternating; ratio = median sequential time / median sweep time.
 3. Wall time of ``vaelab.iw_log_likelihood`` with k = 1000 on 1000 test images, for the
    model trained in part 1.
+4. Text: the PTB sentence VAE of chapter 4 (256/256, latent 32, batch 32), trained by
+   ``vaelab.fit`` on length-bucketed, trimmed batches, against a hand-written loop over
+   batches padded to the corpus's longest sentence that scores every position with
+   ``cross_entropy(ignore_index=pad)`` (the usual way, and vaelab's before buckets);
+   alternating; ratio of real tokens (words and ``<eos>``) per second. Printed before the
+   last three lines as ``text tokens/s, bucketed vs padded: <ratio>``.
 
 The output ends with exactly three lines::
 
@@ -37,7 +43,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vaelab  # noqa: E402
-from vaelab.data import mnist  # noqa: E402
+from vaelab.data import Sentences, mnist, ptb  # noqa: E402
 
 BATCH_SIZE, LR = 128, 1e-3
 
@@ -82,6 +88,49 @@ def timed(function, device) -> float:
     return time.perf_counter() - start
 
 
+def padded_text_loop(model, data: Sentences, *, steps: int, seed: int = 0) -> None:
+    """Random batches at the corpus's full width, every position scored (padding ignored by the loss)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(0, len(data), (32,), generator=gen).to(data.tokens.device)
+        tokens, lengths = data.tokens[index], data.lengths[index]
+        mu, logvar = model.encode(tokens, lengths)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen).to(mu.device)
+        logits = model.decode_logits(z, tokens[:, :-1])
+        recon = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                                ignore_index=model.pad_id, reduction="sum") / tokens.shape[0]
+        loss = recon + vaelab.gaussian_kl(mu, logvar).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+
+
+def text_throughput(device, *, steps: int, repeats: int) -> float:
+    """Real tokens per second of fit's bucketed batches over the padded hand loop's (median of alternating runs)."""
+    corpus = ptb(device=device)
+    data = corpus.train
+    build = lambda: vaelab.SentenceVAE(len(corpus.vocab), embed_dim=256, hidden_dim=256, latent_dim=32,  # noqa: E731
+                                       seed=0).to(device)
+    mean_tokens = float((data.lengths - 1).double().mean())  # per sentence, either way (random or bucketed)
+    padded_loop = lambda: padded_text_loop(build(), data, steps=steps)  # noqa: E731
+    bucketed = lambda: vaelab.fit(build(), data, max_steps=steps, batch_size=32, clip_grad_norm=5.0,  # noqa: E731
+                                  progress=False, device=device)
+    padded_loop(), bucketed()  # warm-up
+    padded_times, bucketed_times = [], []
+    for _ in range(repeats):
+        padded_times.append(timed(padded_loop, device))
+        bucketed_times.append(timed(bucketed, device))
+    padded, bucket = statistics.median(padded_times), statistics.median(bucketed_times)
+    tokens = steps * 32 * mean_tokens
+    print(f"PTB sentence VAE, {steps} steps of 32 sentences: padded to width {data.tokens.shape[1]} "
+          f"{padded:.2f} s ({tokens / padded:.0f} tokens/s), bucketed {bucket:.2f} s ({tokens / bucket:.0f} tokens/s)",
+          flush=True)
+    return padded / bucket
+
+
 def betas_for(count: int) -> list[float]:
     """``count`` KL weights spread log-uniformly over [0.1, 10]."""
     return [10 ** (-1 + 2 * i / max(count - 1, 1)) for i in range(count)]
@@ -97,6 +146,8 @@ def main() -> None:
     parser.add_argument("--sweep-repeats", type=int, default=5, help="timed runs of each of sweep and sequential fits")
     parser.add_argument("--iw-k", type=int, default=1000)
     parser.add_argument("--iw-images", type=int, default=1000)
+    parser.add_argument("--text-steps", type=int, default=40, help="steps per timed text run")
+    parser.add_argument("--text-repeats", type=int, default=3)
     args = parser.parse_args()
     configs = sorted({8, *(int(c) for c in args.configs.split(","))})
 
@@ -158,6 +209,10 @@ def main() -> None:
     iw_time = timed(lambda: result.update(vaelab.iw_log_likelihood(trained, images, k=args.iw_k, seed=0)), device)
     print(f"iw-nll of the model of part 1 ({steps} steps, grey-level test images): {result['nll']:.2f} nats; "
           f"load average {os.getloadavg()[0]:.2f}")
+
+    # 4. text: bucketed against padded batches -------------------------------------------
+    text_ratio = text_throughput(device, steps=args.text_steps, repeats=args.text_repeats)
+    print(f"text tokens/s, bucketed vs padded: {text_ratio:.2f}")
 
     print(f"fit/hand throughput ratio: {hand / fit:.2f}")
     print(f"sweep speedup, 8 configs: {speedups[8]:.2f}")
