@@ -196,6 +196,22 @@ return {
 """
 
 
+# What scrolls sideways at the test's window width (1280 px): a code cell's input, a display
+# equation, or the page itself. Each must fit the text column, so a reader sees it whole.
+OVERFLOW = """
+const wide = (e) => e.scrollWidth > e.clientWidth + 1;
+const describe = (kind) => (e) => ({kind: kind, text: e.textContent.trim().slice(0, 90),
+                                    scrollWidth: e.scrollWidth, clientWidth: e.clientWidth});
+return [
+  ...[...document.querySelectorAll('div.cell_input pre')].filter(wide).map(describe('code cell')),
+  ...[...document.querySelectorAll('mjx-container[display="true"]')].filter(wide).map(describe('equation')),
+  ...(document.documentElement.scrollWidth > window.innerWidth + 1
+      ? [{kind: 'page', text: '', scrollWidth: document.documentElement.scrollWidth,
+          clientWidth: window.innerWidth}] : []),
+];
+"""
+
+
 def _requested_urls(driver) -> list[str]:
     urls = []
     for entry in driver.get_log("performance"):
@@ -230,7 +246,8 @@ def rendered(browser, server, book_html):
             mathjax = browser.execute_async_script(WAIT_FOR_MATHJAX)
             images = browser.execute_async_script(LOAD_IMAGES)
             _save_full_page_screenshot(browser, book_html.parent / "screenshots" / f"{Path(name).name}.png")
-            cache[name] = {**browser.execute_script(COLLECT), "mathjax": mathjax,
+            overflow = browser.execute_script(OVERFLOW)
+            cache[name] = {**browser.execute_script(COLLECT), "mathjax": mathjax, "overflow": overflow,
                            "images": images, "requests": _requested_urls(browser)}
         return cache[name]
 
@@ -275,6 +292,16 @@ def test_no_raw_tex_in_the_visible_text(rendered, name):
     prose = rendered(name)["prose"]
     found = {d: prose[max(0, prose.find(d) - 40): prose.find(d) + 40] for d in RAW_TEX if d in prose}
     assert not found, f"raw TeX delimiters in the rendered text: {found}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name", TOC_NAMES)
+def test_no_code_cell_or_equation_scrolls_sideways(rendered, name):
+    wide = rendered(name)["overflow"]
+    assert not wide, (
+        "wider than the text column at 1280 px (break the equation; keep code lines to about 76 characters): "
+        + "; ".join(f"{w['kind']} ({w['scrollWidth']} > {w['clientWidth']} px): {w['text']!r}" for w in wide)
+    )
 
 
 @pytest.mark.book

@@ -292,8 +292,23 @@ def test_pixel_baseline_recovers_the_closed_form_fits():
     cb = vaelab.pixel_baseline(y, y[:500], likelihood="continuous_bernoulli", levels=256, steps=1500)
     varied = y.mean(0) > 0.05  # the always-black pixel would need a logit near -500 to put its mean at 1/512
     torch.testing.assert_close(vaelab.cb_mean(cb["params"]["logits"])[varied], y.mean(0)[varied], atol=5e-3, rtol=0)
-    with pytest.raises(ValueError, match="likelihood must be one of"):
+    with pytest.raises(ValueError, match="binary test images"):
         vaelab.pixel_baseline(y, y, likelihood="bernoulli")
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        vaelab.pixel_baseline(y, y, likelihood="poisson")
+
+
+def test_bernoulli_baseline_is_each_pixels_training_mean():
+    gen = torch.Generator().manual_seed(2)
+    grey = torch.rand(400, 1, 3, 3, generator=gen)
+    grey[:, :, 0, 0] = 0.0  # an always-black pixel: the clip keeps its log-probability finite
+    test = vaelab.data.binarize(grey[:100], method="sample", generator=gen)
+    test[0, 0, 0, 0] = 1.0
+    result = vaelab.pixel_baseline(grey, test, likelihood="bernoulli")
+    p = grey.double().mean(0).clamp(1e-6, 1 - 1e-6)
+    expected = -torch.distributions.Bernoulli(probs=p).log_prob(test.double()).flatten(1).sum(1).mean()
+    assert result["nll"] == pytest.approx(float(expected), rel=1e-10)
+    assert result["bits_per_dim"] == pytest.approx(result["nll"] / (9 * math.log(2)))
 
 
 def test_histogram_baseline_is_the_smoothed_frequency_of_each_level():

@@ -44,6 +44,9 @@ def test_plot_history_draws_kl_and_weight_on_a_twin_axis():
     np.testing.assert_allclose(ax_kl.lines[0].get_ydata(), history["kl"])
     np.testing.assert_allclose(ax_weight.lines[0].get_ydata(), vaelab.linear(8)(np.arange(8)))
     np.testing.assert_allclose(ax_recon.lines[1].get_ydata(), history.epochs["test_recon"])
+    # without the weight: no twin axis is made
+    _, ax_kl_only, none = history.plot(smooth=1, show_weight=False)
+    assert none is None and len(ax_kl_only.figure.axes) == 2
 
 
 def test_plot_schedule_and_rate_distortion_plane():

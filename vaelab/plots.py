@@ -80,7 +80,8 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
-def plot_history(history, *, axes=None, smooth: int | None = None, label: str | None = None):
+def plot_history(history, *, axes=None, smooth: int | None = None, label: str | None = None,
+                 show_weight: bool = True):
     """Training curves of a :class:`vaelab.History`: reconstruction, and KL with the KL weight.
 
     Left panel: ``-log p(x|z)`` per step (and held-out per epoch, if recorded). Right
@@ -91,9 +92,12 @@ def plot_history(history, *, axes=None, smooth: int | None = None, label: str | 
         axes: a pair of axes (default: a new 1x2 figure).
         smooth: moving-average window over steps (default: about 1% of the run).
         label: legend label for this run (to overlay several runs on the same axes).
+        show_weight: draw the KL weight on a twin axis. Runs whose objectives differ in
+            their reductions, not their weight (chapter 1), all record a weight of 1: pass
+            ``False`` and name their effective weights in the labels instead.
 
     Returns:
-        ``(ax_recon, ax_kl, ax_weight)``.
+        ``(ax_recon, ax_kl, ax_weight)``; ``ax_weight`` is ``None`` without the weight.
     """
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -109,12 +113,14 @@ def plot_history(history, *, axes=None, smooth: int | None = None, label: str | 
     ax_kl.plot(steps, _smooth(history["kl"], window), color=line.get_color(), label=label)
     ax_kl.set_xlabel("step")
     ax_kl.set_ylabel("KL (nats)")
-    ax_weight = getattr(ax_kl, "_vaelab_twin", None)
-    if ax_weight is None:
-        ax_weight = ax_kl.twinx()
-        ax_kl._vaelab_twin = ax_weight
-        ax_weight.set_ylabel("KL weight", color="0.4")
-    ax_weight.plot(steps, history["weight"], "--", color=line.get_color(), alpha=0.6, lw=1)
+    ax_weight = None
+    if show_weight:
+        ax_weight = getattr(ax_kl, "_vaelab_twin", None)
+        if ax_weight is None:
+            ax_weight = ax_kl.twinx()
+            ax_kl._vaelab_twin = ax_weight
+            ax_weight.set_ylabel("KL weight", color="0.4")
+        ax_weight.plot(steps, history["weight"], "--", color=line.get_color(), alpha=0.6, lw=1)
     if label or "test_recon" in history.epochs:
         ax_recon.legend(frameon=False)
     return ax_recon, ax_kl, ax_weight

@@ -79,9 +79,10 @@ def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, s
         train, test: images ``(N, *shape)`` in the form the family scores: dequantised grey
             levels for a density (continuous Bernoulli, Beta, Gaussian), the 8-bit grey
             levels themselves for ``"discretized_logistic"``.
-        likelihood: ``"continuous_bernoulli"``, ``"beta"``, ``"gaussian"`` or
-            ``"discretized_logistic"``. (Not ``"bernoulli"``: on grey levels it is no
-            likelihood, and on binary data the maximum-likelihood fit is each pixel's mean.)
+        likelihood: ``"bernoulli"`` (binary ``test`` only; the fit is then closed-form, each
+            pixel's mean over ``train``, which may be binary or the grey levels that dynamic
+            binarisation draws from, clipped to ``[1e-6, 1 - 1e-6]``),
+            ``"continuous_bernoulli"``, ``"beta"``, ``"gaussian"`` or ``"discretized_logistic"``.
         levels: as in :func:`vaelab.iw_log_likelihood`: 256 for dequantised 8-bit data,
             ``None`` for the discretised logistic, whose result is already a probability.
         steps, batch_size, lr, seed: the fit (Adam on a fixed sequence of minibatches).
@@ -90,8 +91,11 @@ def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, s
         ``{"nll": float, "bits_per_dim": float, "params": dict}``: nats per test image, bits
         per dimension, and the fitted distribution's parameters, each ``shape``.
     """
-    check_choice("likelihood", likelihood, ("continuous_bernoulli", "beta", "gaussian", "discretized_logistic"))
+    check_choice("likelihood", likelihood,
+                 ("bernoulli", "continuous_bernoulli", "beta", "gaussian", "discretized_logistic"))
     _pair(train, test)
+    if likelihood == "bernoulli":
+        return _bernoulli_baseline(train, test)
     steps, batch_size = check_positive_int("steps", steps), check_positive_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
     shape = tuple(train.shape[1:])
@@ -121,6 +125,20 @@ def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, s
             fitted = {name: value[0] for name, value in head.params(raw.unsqueeze(0)).items()}
     nll = -total / test.shape[0]
     return {"nll": nll, "bits_per_dim": bits_per_dim(nll, math.prod(shape), levels=levels), "params": fitted}
+
+
+@torch.no_grad()
+def _bernoulli_baseline(train, test) -> dict:
+    """Each pixel Bernoulli with its mean over ``train``: the maximum-likelihood input-ignoring model."""
+    if not bool(((test == 0) | (test == 1)).all()):
+        raise ValueError(
+            "likelihood='bernoulli' scores binary test images (0 or 1); binarise them first "
+            "(vaelab.data.binarize), or use a likelihood for grey levels"
+        )
+    p = train.detach().double().mean(0).clamp(1e-6, 1 - 1e-6).to(test.device)
+    x = test.double()
+    nll = -float((x * p.log() + (1 - x) * (-p).log1p()).flatten(1).sum(1).mean())
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, p.numel()), "params": {"probs": p.float()}}
 
 
 @torch.no_grad()
