@@ -1,5 +1,6 @@
 """The public API: the names a chapter, the README and coursework import, and what help() shows for them."""
 import doctest
+import sys
 import inspect
 import pydoc
 import warnings
@@ -81,3 +82,16 @@ def test_glue_prints_the_value_where_myst_nb_is_missing(monkeypatch, capsys):
     assert capsys.readouterr().out == "ch_number = 26.1835\nch_count = 20\n"
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         vaelab.glue("", 1.0)
+
+
+def test_glue_stores_numpy_and_torch_scalars_as_python_numbers(monkeypatch):
+    stored = {}
+    fake = type(sys)("myst_nb")
+    fake.glue = lambda name, value, display=False: stored.update({name: value})
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    vaelab.glue("a", np.float64(0.25))
+    vaelab.glue("b", torch.tensor(3))
+    vaelab.glue("c", np.arange(3))
+    assert type(stored["a"]) is float and stored["a"] == 0.25
+    assert type(stored["b"]) is int and stored["b"] == 3
+    assert isinstance(stored["c"], np.ndarray)  # arrays are left as they are

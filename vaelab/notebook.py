@@ -25,7 +25,8 @@ def glue(name: str, value, *, display: bool = False) -> None:
 
     Args:
         name: the key the text uses; a non-empty string.
-        value: the number (or any object) to quote.
+        value: the number (or any object) to quote; a NumPy or torch scalar is stored as the
+            Python number it holds, so that a format such as ``:.2f`` applies to it.
         display: as in myst-nb's ``glue``: also show the value in the cell's output.
 
     Where myst-nb is installed (the book's build and tests) this is ``myst_nb.glue``, so the
@@ -33,6 +34,9 @@ def glue(name: str, value, *, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, the key the text quotes; got {name!r}")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        # a NumPy or torch scalar: its repr (np.float64(0.27)) is not a number a format spec reads
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
