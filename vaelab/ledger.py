@@ -1,10 +1,13 @@
-"""The loss-scale ledger: any ``sum``/``mean`` way of writing a VAE loss, read as the ELBO with a KL weight.
+"""The loss-scale ledger: any ``sum``/``mean`` way of writing a VAE loss, read as one KL weight.
 
 Practitioners write VAE losses as ``a * R + w * K``: a reconstruction loss ``R`` reduced
 by ``sum`` or ``mean`` over pixels and then over the batch, and a KL ``K`` reduced by
-``sum`` or ``mean`` over latent dimensions and then over the batch. Every such choice is
-the per-example ELBO (sum over pixels, sum over latents, mean over the batch) with a
-*different KL weight* and a different overall scale. :func:`reduce_loss` computes such a
+``sum`` or ``mean`` over latent dimensions and then over the batch. Every such choice is,
+up to a positive overall scale, ``sum_i r_i + beta_eff * sum_j KL_j`` per example
+(averaged over the batch) with a *different KL weight* ``beta_eff``. When the per-pixel
+loss ``r_i`` is a negative log-likelihood (BCE on binary pixels) that is the negative ELBO
+with its KL term weighted by ``beta_eff``; for a squared error it is the negative ELBO of a
+Gaussian decoder with ``sigma^2 = beta_eff / 2`` (:func:`implied_sigma2`). :func:`reduce_loss` computes such a
 loss; :func:`effective_beta` reads off the KL weight it implies (chapter 1), and
 :func:`implied_sigma2` the Gaussian variance that a squared-error loss implies (chapter 2).
 """
@@ -103,7 +106,7 @@ def effective_beta(
     kl_dims: str = "sum",
     kl_batch: str = "mean",
 ) -> float:
-    """The KL weight that a loss convention implies, relative to the per-example ELBO.
+    """The KL weight that a loss convention implies, relative to the per-pixel loss summed over pixels.
 
     A loss ``a * R + w * K`` (see :func:`reduce_loss`) equals, up to a positive overall
     factor that only rescales the learning rate, ``R_elbo + beta_eff * K_elbo`` with
@@ -131,7 +134,8 @@ def effective_beta(
         batch_size: ``B``; only needed when the two batch reductions differ.
 
     Returns:
-        ``beta_eff`` (dimensionless; 1 is the ELBO).
+        ``beta_eff`` (dimensionless; 1 is the ELBO when the per-pixel loss is a negative
+        log-likelihood).
     """
     data_dim = _data_dim(data_dim)
     latent_dim = check_positive_int("latent_dim", latent_dim)

@@ -3,8 +3,9 @@
 ``VAELAB_SCALE`` selects how much compute a chapter spends:
 
 * ``smoke``: seconds per notebook, for CI (nbval executes every chapter this way);
-* ``book``: what the rendered book shows, at most about ten minutes per chapter on a
-  2-core CPU (the default when the variable is unset);
+* ``book`` (the default when the variable is unset): what the rendered book shows,
+  minutes per chapter on a 2-core CPU (chapter 4's eight LSTM runs take about half an
+  hour);
 * ``paper``: the published settings, meant for a GPU.
 """
 from __future__ import annotations
