@@ -197,7 +197,8 @@ return {
 
 
 # What scrolls sideways at the test's window width (1280 px): a code cell's input, a display
-# equation, or the page itself. Each must fit the text column, so a reader sees it whole.
+# equation, a cell's printed output or table, or the page itself. Each must fit the text
+# column, so a reader sees it whole (_static/vaelab.css wraps printed lines).
 OVERFLOW = """
 const wide = (e) => e.scrollWidth > e.clientWidth + 1;
 const describe = (kind) => (e) => ({kind: kind, text: e.textContent.trim().slice(0, 90),
@@ -205,6 +206,8 @@ const describe = (kind) => (e) => ({kind: kind, text: e.textContent.trim().slice
 return [
   ...[...document.querySelectorAll('div.cell_input pre')].filter(wide).map(describe('code cell')),
   ...[...document.querySelectorAll('mjx-container[display="true"]')].filter(wide).map(describe('equation')),
+  ...[...document.querySelectorAll('div.cell_output pre, div.cell_output .pst-scrollable-table-container')]
+      .filter(wide).map(describe('output')),
   ...(document.documentElement.scrollWidth > window.innerWidth + 1
       ? [{kind: 'page', text: '', scrollWidth: document.documentElement.scrollWidth,
           clientWidth: window.innerWidth}] : []),
@@ -296,7 +299,7 @@ def test_no_raw_tex_in_the_visible_text(rendered, name):
 
 @pytest.mark.book
 @pytest.mark.parametrize("name", TOC_NAMES)
-def test_no_code_cell_or_equation_scrolls_sideways(rendered, name):
+def test_no_code_cell_equation_or_output_scrolls_sideways(rendered, name):
     wide = rendered(name)["overflow"]
     assert not wide, (
         "wider than the text column at 1280 px (break the equation; keep code lines to about 76 characters): "
