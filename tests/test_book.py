@@ -200,7 +200,7 @@ return {
 # equation, a cell's printed output or table, or the page itself. Each must fit the text
 # column, so a reader sees it whole (_static/vaelab.css wraps printed lines).
 OVERFLOW = """
-const wide = (e) => e.scrollWidth > e.clientWidth + 1;
+const wide = (e) => e.scrollWidth > e.clientWidth;  // even one pixel shows a scrollbar
 const describe = (kind) => (e) => ({kind: kind, text: e.textContent.trim().slice(0, 90),
                                     scrollWidth: e.scrollWidth, clientWidth: e.clientWidth});
 return [
@@ -208,7 +208,7 @@ return [
   ...[...document.querySelectorAll('mjx-container[display="true"]')].filter(wide).map(describe('equation')),
   ...[...document.querySelectorAll('div.cell_output pre, div.cell_output .pst-scrollable-table-container')]
       .filter(wide).map(describe('output')),
-  ...(document.documentElement.scrollWidth > window.innerWidth + 1
+  ...(document.documentElement.scrollWidth > window.innerWidth
       ? [{kind: 'page', text: '', scrollWidth: document.documentElement.scrollWidth,
           clientWidth: window.innerWidth}] : []),
 ];
