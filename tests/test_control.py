@@ -31,8 +31,8 @@ def test_the_weight_stays_in_its_bounds_and_the_integral_does_not_wind_up():
     # a long spell far below target pins the weight at beta_min; the integral is held there,
     # so one step above target lifts the weight at once instead of after a long unwinding
     for _ in range(1000):
-        controller.update(state, torch.tensor(0.0))
-    assert float(state.weight) == pytest.approx(0.1)
+        pinned = controller.update(state, torch.tensor(0.0))
+    assert float(pinned) == pytest.approx(0.1)
     lifted = [float(controller.update(state, torch.tensor(12.0))) for _ in range(5)]
     assert lifted[-1] > 0.1 + 0.01
 

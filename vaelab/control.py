@@ -23,7 +23,8 @@ tracks the sentences' length.
 
 Everything runs on the device as 0-dim tensors, without a host synchronisation per
 step: :meth:`PIController.update` takes the batch KL as a tensor and returns the weight
-as a tensor, and :class:`ControllerState` is what a checkpoint saves to resume exactly.
+as a tensor, and :class:`ControllerState` (the running KL and the integral, all the
+controller remembers) is what a checkpoint saves to resume exactly.
 """
 from __future__ import annotations
 
@@ -43,12 +44,10 @@ class ControllerState:
     Attributes:
         kl: the running average of the batch KL (nats per example); NaN before the first step.
         integral: the integral term ``I``.
-        weight: the weight of the last step.
     """
 
     kl: torch.Tensor
     integral: torch.Tensor
-    weight: torch.Tensor
 
     def state_dict(self) -> dict:
         return {name: value.detach().cpu().clone() for name, value in dataclasses.asdict(self).items()}
@@ -98,11 +97,10 @@ class PIController:
             raise ValueError(f"smoothing must be in [0, 1) (0 reads the raw batch KL); got {smoothing}")
         object.__setattr__(self, "smoothing", smoothing)
 
-    def initial_state(self, device=None, *, runs: int | None = None) -> ControllerState:
-        """A fresh state on ``device``: 0-dim tensors, or ``(runs,)`` for a sweep's configurations."""
-        shape = () if runs is None else (runs,)
-        full = lambda value: torch.full(shape, value, dtype=torch.float64, device=device)  # noqa: E731
-        return ControllerState(kl=full(float("nan")), integral=full(0.0), weight=full(self.beta_min))
+    def initial_state(self, device=None) -> ControllerState:
+        """A fresh state on ``device`` (0-dim float64 tensors); a sweep keeps one per controlled configuration."""
+        return ControllerState(kl=torch.full((), float("nan"), dtype=torch.float64, device=device),
+                               integral=torch.zeros((), dtype=torch.float64, device=device))
 
     @torch.no_grad()
     def update(self, state: ControllerState, kl: torch.Tensor) -> torch.Tensor:
@@ -125,5 +123,4 @@ class PIController:
         inside = (raw >= self.beta_min) & (raw <= self.beta_max)
         state.integral.copy_(torch.where(inside, integral, state.integral))  # anti-windup: hold at a bound
         state.kl.copy_(smoothed)
-        state.weight.copy_(raw.clamp(self.beta_min, self.beta_max))
-        return state.weight.clone()
+        return raw.clamp(self.beta_min, self.beta_max)

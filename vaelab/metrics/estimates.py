@@ -8,7 +8,7 @@ import math
 import torch
 
 from .._checks import check_positive_int, no_validation
-from ..batching import generator, is_text
+from ..batching import as_tensors, generator, is_text
 from .posterior import checked_images, checked_inputs, evaluating, example_batches, model_device
 
 __all__ = ["bits_per_dim", "elbo", "iw_log_likelihood", "perplexity", "rate_distortion"]
@@ -70,8 +70,6 @@ def perplexity(nll: float, data) -> float:
         nll: mean ``-log p(sentence)`` over ``data``, nats per sentence.
         data: the sentences it was measured on (:class:`vaelab.data.Sentences` or ``(tokens, lengths)``).
     """
-    from ..batching import as_tensors
-
     tensors = as_tensors(data, "data")
     if len(tensors) != 2:
         raise ValueError("data must be sentences (vaelab.data.Sentences, or (tokens, lengths)), the ones nll was measured on")
@@ -216,8 +214,8 @@ def iw_log_likelihood(
             result[index] = (total - math.log(k)).cpu()
     nll = -float(result.mean())
     if text:
-        per_token = nll * n / float((tensors[1].double() - 1).sum())
-        return {"nll": nll, "bits_per_dim": per_token / math.log(2), "perplexity": perplexity(nll, tensors),
+        per_word = perplexity(nll, tensors)  # exp(nats per token): bits per token is its log2
+        return {"nll": nll, "bits_per_dim": math.log2(per_word), "perplexity": per_word,
                 "log_likelihood": result, "k": k}
     return {"nll": nll, "bits_per_dim": bits_per_dim(nll, model.data_dim, levels=levels), "log_likelihood": result,
             "k": k}

@@ -65,10 +65,11 @@ def example_batches(model, tensors: tuple, batch_size: int):
             yield index, tuple(t[index].to(device) for t in tensors)
         return
     tokens, lengths = tensors
-    order = torch.sort(lengths.cpu(), stable=True).indices
+    lengths = lengths.cpu()  # one copy: the order and every batch's width are read from it
+    order = torch.sort(lengths, stable=True).indices
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
-        batch_lengths = lengths.cpu()[index]
+        batch_lengths = lengths[index]
         rows = index.to(tokens.device)
         yield index, (tokens.index_select(0, rows)[:, : int(batch_lengths.max())].to(device), batch_lengths.to(device))
 

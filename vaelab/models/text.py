@@ -130,12 +130,13 @@ class SentenceVAE(nn.Module):
         out, _ = self.decoder(self._decoder_inputs(inputs, z), self._initial_state(z))
         return self.to_logits(out)
 
-    def _sentence_log_prob(self, z, tokens, lengths, *, generator=None) -> torch.Tensor:
-        """``log p(sentence | z)`` per row, ``(batch,)`` nats.
+    def decoder_log_prob(self, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, *,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """``log p(x | z)`` of each sentence under teacher forcing: ``(batch,)`` nats.
 
-        Only the positions that hold a word or ``<eos>`` are scored: their hidden states
-        are gathered before the output layer, so padding costs no softmax over the
-        vocabulary. Word dropout applies in training mode.
+        Its words and ``<eos>`` are scored (``lengths - 1`` tokens; not ``<sos>``, not padding):
+        only their hidden states reach the output layer, so padding costs no softmax over the
+        vocabulary. In training mode word dropout applies, drawn from ``generator``.
         """
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         if self.training and self.word_dropout > 0:
@@ -149,13 +150,6 @@ class SentenceVAE(nn.Module):
             mask, token_log_prob
         ).sum(dim=1)
 
-    def decoder_log_prob(self, z: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``log p(x | z)`` of each sentence under teacher forcing: ``(batch,)`` nats.
-
-        Its words and ``<eos>`` are scored (``lengths - 1`` tokens; not ``<sos>``, not padding).
-        """
-        return self._sentence_log_prob(z, tokens, lengths)
-
     def forward(self, tokens, lengths, eps, *, generator=None) -> VAEOutput:
         """One reparameterised pass with teacher forcing and (in training) word dropout.
 
@@ -166,7 +160,7 @@ class SentenceVAE(nn.Module):
         self.check_input(tokens, lengths)
         mu, logvar = self.encode(tokens, lengths)
         z = mu + torch.exp(0.5 * logvar) * eps
-        log_px = self._sentence_log_prob(z, tokens, lengths, generator=generator)
+        log_px = self.decoder_log_prob(z, tokens, lengths, generator=generator)
         return VAEOutput(log_px, gaussian_kl(mu, logvar), mu, logvar, z, {})
 
     @torch.no_grad()
