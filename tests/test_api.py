@@ -23,6 +23,7 @@ PUBLIC = [
     "reduce_loss", "sweep", "training_loss", "bits_per_dim", "dequantize", "gaussian_baseline", "principal_variances",
     "rate_distortion", "discretized_logistic_log_prob", "discretized_logistic_mean", "histogram_baseline",
     "pixel_baseline", "bernoulli_log_integral", "PIController", "perplexity", "staircase",
+    "LossReport", "check_loss", "stored_glue",
 ]
 DATA_PUBLIC = [
     "CHECKSUMS", "Checksum", "DOWNLOAD_DEADLINE", "DOWNLOAD_TIMEOUT", "DSPRITES_FACTORS", "DataIntegrityError",
@@ -95,3 +96,36 @@ def test_glue_stores_numpy_and_torch_scalars_as_python_numbers(monkeypatch):
     assert type(stored["a"]) is float and stored["a"] == 0.25
     assert type(stored["b"]) is int and stored["b"] == 3
     assert isinstance(stored["c"], np.ndarray)  # arrays are left as they are
+
+
+def test_stored_glue_reads_another_chapters_numbers(tmp_path, monkeypatch):
+    import json
+
+    def output(name, text):
+        return {"output_type": "display_data", "data": {"application/papermill.record/text/plain": text},
+                "metadata": {"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}}}
+
+    cells = [{"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1, "outputs": [
+        output("kl", "28.5"), output("weight", "np.float64(0.27)"), output("scheme", "'free bits'"),
+        output("rates", "[1.0, 2.5]"), {"output_type": "stream", "name": "stdout", "text": "kl = 3"}]}]
+    path = tmp_path / "04_x.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert vaelab.stored_glue(path) == {"kl": 28.5, "weight": 0.27, "scheme": "free bits", "rates": [1.0, 2.5]}
+    with pytest.raises(ValueError, match="must be the path of a .ipynb file"):
+        vaelab.stored_glue(tmp_path / "x.md")
+    empty = tmp_path / "empty.ipynb"
+    empty.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    with pytest.raises(ValueError, match="stores no glued value"):
+        vaelab.stored_glue(empty)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing.ipynb is not on disk"):
+        vaelab.stored_glue("missing.ipynb", book_url="file:///nonexistent/")
+
+
+@pytest.mark.parametrize("module", vaelab.SUBMODULES)
+def test_every_name_in_a_submodules_all_exists(module):
+    import importlib
+
+    imported = importlib.import_module(f"vaelab.{module}")
+    missing = [name for name in getattr(imported, "__all__", []) if not hasattr(imported, name)]
+    assert not missing, f"vaelab.{module}.__all__ names {missing}, which `from vaelab.{module} import *` cannot import"

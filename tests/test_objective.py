@@ -120,3 +120,40 @@ def test_kl_penalty_variants():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_check_loss_reads_practitioners_losses():
+    # mean-over-pixels MSE (F.mse_loss's default) plus a summed KL, on MNIST: sigma^2 = 784 / 2
+    mse = vaelab.check_loss(data_dim=(1, 28, 28), latent_dim=20, recon="squared_error", recon_dims="mean")
+    assert mse.beta_eff == pytest.approx(784.0) and mse.sigma2 == pytest.approx(392.0)
+    assert mse.sigma == pytest.approx(392.0 ** 0.5) and mse.beta_norm == pytest.approx(20.0)
+    assert "σ² = β_eff / 2 = 392" in repr(mse) and "784 pixels (N)" in repr(mse)
+    # a summed BCE plus a summed KL is the ELBO; no sigma for a likelihood
+    elbo = vaelab.check_loss(data_dim=784, latent_dim=10)
+    assert elbo.beta_eff == 1.0 and elbo.sigma2 is None and elbo.beta_norm == pytest.approx(10 / 784)
+    assert "negative ELBO itself" in str(elbo)
+    # both terms summed over the batch with a KL weight of 4: a beta-VAE with beta 4, whatever the batch size
+    beta4 = vaelab.check_loss(data_dim=4096, latent_dim=10, kl_weight=4, recon_batch="sum", kl_batch="sum")
+    assert beta4.beta_eff == pytest.approx(4.0) and "weighted 4 times, more than" in repr(beta4)
+    # mixed batch reductions: the batch size enters
+    mixed = vaelab.check_loss(data_dim=784, latent_dim=20, batch_size=100, recon_batch="sum")
+    assert mixed.beta_eff == pytest.approx(0.01) and "less than" in repr(mixed)
+    assert "autoencoder" in repr(vaelab.check_loss(data_dim=784, latent_dim=20, kl_weight=0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kl_weight=-1.0), r"kl_weight must be a finite number >= 0, got -1.0"),
+        (dict(recon_weight=0.0), r"recon_weight must be a finite number > 0"),
+        (dict(recon_dims="avg"), r"recon_dims must be one of 'sum', 'mean'; got 'avg'"),
+        (dict(kl_batch="max", batch_size=10), r"kl_batch must be one of 'sum', 'mean'; got 'max'"),
+        (dict(data_dim=0), r"data_dim must be an integer >= 1, got 0"),
+        (dict(latent_dim=0), r"latent_dim must be an integer >= 1, got 0"),
+        (dict(recon="bce"), r"recon must be one of 'nll', 'squared_error'; got 'bce'"),
+        (dict(recon_batch="sum"), r"batch_size is needed when recon_batch \('sum'\) and kl_batch \('mean'\) differ"),
+    ],
+)
+def test_check_loss_names_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vaelab.check_loss(**{"data_dim": 784, "latent_dim": 20, **kwargs})

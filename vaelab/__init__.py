@@ -24,7 +24,8 @@ module                  holds
 ``metrics``             held-out estimates and latent diagnostics
 ``plots``               figures (imports matplotlib)
 ``notebook``            :func:`glue`, for quoting computed numbers in the text
-``scale``, ``batching`` the scale switch; devices, minibatches, seeds
+``scale``               the scale switch (``VAELAB_SCALE``)
+``batching``            devices, minibatches, seeds
 ======================  =============================================================
 """
 import importlib as _importlib
@@ -34,7 +35,7 @@ from .checkpoints import load_checkpoint
 from .control import PIController
 from .divergences import free_bits, gaussian_kl
 from .history import History, TrainingDiverged
-from .ledger import beta_from_norm, beta_norm, effective_beta, implied_sigma2, reduce_loss
+from .ledger import LossReport, beta_from_norm, beta_norm, check_loss, effective_beta, implied_sigma2, reduce_loss
 from .likelihoods import (
     bernoulli_log_integral,
     bernoulli_log_prob,
@@ -66,7 +67,7 @@ from .metrics import (
 )
 from .data.images import dequantize
 from .models import VAE, GaussianHead, SentenceVAE, VAEOutput, conv_vae, mlp_vae
-from .notebook import glue
+from .notebook import glue, stored_glue
 from .objective import Objective, kl_penalty, training_loss
 from .scale import by_scale, get_scale
 from .schedules import Schedule, capacity, constant, cyclical, delayed_linear, linear, staircase
@@ -78,6 +79,7 @@ __version__ = "0.1.0"
 __all__ = [
     "History",
     "GaussianHead",
+    "LossReport",
     "Objective",
     "PIController",
     "Schedule",
@@ -100,6 +102,7 @@ __all__ = [
     "beta_norm",
     "by_scale",
     "capacity",
+    "check_loss",
     "cb_log_norm",
     "cb_logits_from_mean",
     "cb_mean",
@@ -133,6 +136,7 @@ __all__ = [
     "pick_device",
     "reduce_loss",
     "staircase",
+    "stored_glue",
     "sweep",
     "training_loss",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "values_digest",
 ]
 
+#: The format tag stored in every checkpoint; :func:`load_checkpoint` refuses a file with another.
 FORMAT = "vaelab-checkpoint-2"
 
 

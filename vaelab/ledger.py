@@ -15,15 +15,23 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 
 import torch
 
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 
-__all__ = ["REDUCTIONS", "beta_from_norm", "beta_norm", "effective_beta", "implied_sigma2", "reduce_loss"]
+__all__ = [
+    "REDUCTIONS", "RECON_KINDS", "LossReport", "beta_from_norm", "beta_norm", "check_loss", "effective_beta",
+    "implied_sigma2", "reduce_loss",
+]
 
 #: The two reductions every convention is built from.
 REDUCTIONS = ("sum", "mean")
+
+#: What the per-pixel reconstruction loss is: a negative log-likelihood (BCE on binary
+#: pixels, a categorical cross-entropy, ...) or a squared error.
+RECON_KINDS = ("nll", "squared_error")
 
 
 def _reduce_over(term: torch.Tensor, *, dims: str, batch: str, dims_name: str, batch_name: str) -> torch.Tensor:
@@ -202,3 +210,128 @@ def beta_from_norm(beta_norm: float, latent_dim: int, data_dim: int) -> float:
     """Inverse of :func:`beta_norm`: ``beta = beta_norm * N / M``."""
     beta_norm = check_positive("beta_norm", beta_norm, allow_zero=True)
     return beta_norm * check_positive_int("data_dim", data_dim) / check_positive_int("latent_dim", latent_dim)
+
+
+def _number(value: float) -> str:
+    """A weight or size as the report writes it: ``784``, ``0.5``, ``0.0255``."""
+    return f"{value:.4g}" if value != int(value) or abs(value) >= 1e6 else f"{int(value)}"
+
+
+@dataclass(frozen=True, repr=False)
+class LossReport:
+    """What a VAE loss, as written, weights the KL by: the result of :func:`check_loss`.
+
+    Its ``repr`` is a paragraph that says it in words.
+
+    Attributes:
+        beta_eff: the KL weight relative to the per-pixel loss summed over pixels
+            (:func:`effective_beta`); 1 is the ELBO for a negative log-likelihood.
+        beta_norm: ``beta_eff * M / N`` (:func:`beta_norm`), the normalised weight of
+            Higgins et al. (2017).
+        sigma2: for a squared error, the variance of the Gaussian decoder the loss
+            implies, ``beta_eff / 2`` in squared data units (:func:`implied_sigma2`);
+            ``None`` for a negative log-likelihood.
+        sigma: ``sqrt(sigma2)`` in data units, or ``None``.
+        convention: the arguments of :func:`check_loss` that describe the loss.
+    """
+
+    beta_eff: float
+    beta_norm: float
+    sigma2: float | None
+    sigma: float | None
+    convention: dict
+
+    def _described(self) -> str:
+        c = self.convention
+        kind = "squared error" if c["recon"] == "squared_error" else "negative log-likelihood"
+        over = {"sum": "summed", "mean": "averaged"}
+
+        def term(weight, name, dims, n, what, batch):
+            return f"{_number(weight)} × {name} {over[dims]} over the {n} {what} and {over[batch]} over the batch"
+
+        recon = term(c["recon_weight"], f"the per-pixel {kind}", c["recon_dims"], c["data_dim"], "pixels (N)",
+                     c["recon_batch"])
+        kl = term(c["kl_weight"], "the KL", c["kl_dims"], c["latent_dim"], "latents (M)", c["kl_batch"])
+        return f"The loss is {recon}, plus {kl}."
+
+    def __repr__(self) -> str:
+        c, beta = self.convention, self.beta_eff
+        text = [self._described()]
+        text.append(
+            f"Up to a positive overall factor, which only rescales the learning rate, it is the per-pixel loss "
+            f"summed over pixels plus β_eff · KL per example with β_eff = {beta:.4g} "
+            f"(β_norm = β_eff · M / N = {self.beta_norm:.4g})."
+        )
+        if beta == 0:
+            text.append("There is no KL term: this trains an autoencoder, not a VAE, and its codes need not "
+                        "follow the prior.")
+        elif c["recon"] == "squared_error":
+            text.append(
+                f"A squared error is a Gaussian log-likelihood with a fixed variance: up to that factor and a "
+                f"constant, this is the negative ELBO of a Gaussian decoder with σ² = β_eff / 2 = {self.sigma2:.4g} "
+                f"(σ = {self.sigma:.3g} in data units). The KL weight is that variance: the larger σ, the more "
+                "of the image the decoder may treat as noise and the more the KL term wins (chapter 2). "
+                "β_norm does not describe such a loss; σ does."
+            )
+        elif math.isclose(beta, 1.0, rel_tol=1e-9):
+            text.append("This is the negative ELBO itself (β = 1), as a likelihood-based VAE needs.")
+        else:
+            relation = "more" if beta > 1 else "less"
+            text.append(
+                f"That is the negative ELBO with its KL term weighted {beta:.4g} times, {relation} than the ELBO "
+                "does: " + ("a β-VAE, which trades reconstruction for a lower rate and fewer active latents "
+                            "(chapter 1; chapter 5)." if beta > 1 else
+                            "the rate rises and the bound on the likelihood loosens (chapter 1).")
+            )
+        return " ".join(text)
+
+    __str__ = __repr__
+
+
+def check_loss(*, recon: str = "nll", **convention) -> LossReport:
+    """Read a VAE loss as practitioners write it: its effective beta, beta_norm and implied sigma.
+
+    The loss is ``recon_weight * R + kl_weight * K`` with ``R`` the per-pixel loss
+    reduced over pixels and then the batch, and ``K`` the KL reduced over latents and then
+    the batch (:func:`reduce_loss`). ``recon="squared_error"`` says the per-pixel loss is
+    ``(x - x_hat)^2``; the report then gives the Gaussian decoder variance it implies.
+
+    >>> report = check_loss(data_dim=784, latent_dim=20, recon="squared_error", recon_dims="mean")
+    >>> round(report.sigma2, 9), round(report.beta_norm, 9)
+    (392.0, 20.0)
+
+    Args:
+        recon: ``"nll"`` (a per-pixel negative log-likelihood, e.g. BCE) or
+            ``"squared_error"``.
+        **convention: ``data_dim``, ``latent_dim``, ``batch_size``, ``recon_weight``,
+            ``kl_weight`` (the ``beta`` of the code), ``recon_dims``, ``recon_batch``,
+            ``kl_dims``, ``kl_batch``: the convention, exactly as for
+            :func:`effective_beta`.
+
+    Returns:
+        A :class:`LossReport`; print it for the explanation.
+
+    Raises:
+        ValueError: a negative or non-finite weight, a zero reconstruction weight, an
+            unknown reduction or ``recon``, a size below 1, or differing batch reductions
+            without ``batch_size``.
+    """
+    check_choice("recon", recon, RECON_KINDS)
+    beta = effective_beta(**convention)  # checks every argument
+    convention = {**{name: p.default for name, p in _CONVENTION.items()}, **convention}
+    n = _data_dim(convention["data_dim"])
+    convention.update(data_dim=n, recon=recon, recon_weight=float(convention["recon_weight"]),
+                      kl_weight=float(convention["kl_weight"]))
+    sigma2 = beta / 2.0 if recon == "squared_error" else None
+    return LossReport(
+        beta_eff=beta, beta_norm=beta_norm(beta, convention["latent_dim"], n), sigma2=sigma2,
+        sigma=None if sigma2 is None else math.sqrt(sigma2), convention=convention,
+    )
+
+
+_CONVENTION = inspect.signature(effective_beta).parameters
+check_loss.__signature__ = inspect.Signature(  # help() shows every keyword
+    [inspect.Parameter("recon", inspect.Parameter.KEYWORD_ONLY, default="nll", annotation=str),
+     *_CONVENTION.values()],
+    return_annotation=LossReport,
+)

@@ -18,7 +18,7 @@ __all__ = ["Schedule", "constant", "linear", "delayed_linear", "staircase", "cyc
 
 
 class Schedule:
-    """Base class: subclasses implement :meth:`_weights` on a float64 tensor of steps."""
+    """Base class: subclasses implement ``_weights`` on a float64 tensor of steps."""
 
     def _weights(self, steps: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

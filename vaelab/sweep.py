@@ -153,7 +153,18 @@ class _Stack:
                 parameter.data = parameter.data.clone(memory_format=torch.contiguous_format)
 
 
-def sweep(models, data, *, objectives=None, betas=None, **options) -> list[History]:
+def _vectorised_pays(model, device: torch.device) -> bool:
+    """Whether one vectorised ensemble beats separate fits for this model on this device.
+
+    Measured with ``bench/run.py``: on a CPU, a conv VAE's vmapped (grouped) convolutions
+    cost more than the per-step overhead they save (about 0.4-0.7x of separate fits), while
+    MLPs gain; on a GPU, where a small model cannot fill the device, both gain.
+    """
+    convolutional = any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in model.modules())
+    return not (convolutional and device.type == "cpu")
+
+
+def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **options) -> list[History]:
     """Train one model per configuration as one vectorised ensemble; one :class:`History` each.
 
     Configuration ``c`` is ``models[c]`` trained with ``objectives[c]`` (a
@@ -181,6 +192,11 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
             capacity). Or
         betas: ``C`` KL weights (numbers or schedules), each the objective
             ``Objective(beta=...)``. Neither means the ELBO for every model.
+        vectorize: ``"auto"`` (the default) trains the configurations as one vectorised
+            ensemble where that is faster than separate fits, and otherwise one after
+            another with :func:`vaelab.fit`, printing a line that says so (today: conv
+            VAEs on a CPU, where the vectorised convolutions lose). ``True`` or ``False``
+            forces one way; both give the same results up to rounding.
         **options: ``test_data``, ``epochs``, ``batch_size``, ``lr``, ``likelihood``,
             ``binarize``, ``dequantize``, ``seed``, ``device``, ``max_steps``, ``sync_every``, ``progress``:
             as in :func:`vaelab.fit`, shared by all configurations. (No checkpoints and no
@@ -199,6 +215,8 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
     models = _check_models(models)
     objectives = _objectives(objectives, betas, len(models))
     options = _options(options)
+    if vectorize not in ("auto", True, False):
+        raise ValueError(f"vectorize must be 'auto', True or False; got {vectorize!r}")
     seed, sync_every = options["seed"], options["sync_every"]
     template = models[0]
     plan = plan_run(
@@ -207,6 +225,11 @@ def sweep(models, data, *, objectives=None, betas=None, **options) -> list[Histo
         dequantize=options["dequantize"], device=options["device"], max_steps=options["max_steps"],
         sync_every=sync_every, seed=seed, bucket_size=options["bucket_size"],
     )
+    if vectorize is False or (vectorize == "auto" and not _vectorised_pays(template, plan.device)):
+        if vectorize == "auto":
+            print(f"sweep: {len(models)} configurations trained one after another with fit, which is faster "
+                  f"than one vectorised ensemble for this model on {plan.device.type}")
+        return [fit(model, data, objective=objective, **options) for model, objective in zip(models, objectives)]
     for model in models[1:]:
         model.to(plan.device)
     init_scales(models, plan, seed=seed)

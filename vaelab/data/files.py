@@ -46,6 +46,7 @@ class Checksum(NamedTuple):
     hexdigest: str
 
 
+#: The dSprites file of the official release, relative to a data root.
 DSPRITES_FILE = "dsprites/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 
 #: Official checksums, keyed by the path relative to a data root. The sha256 values are

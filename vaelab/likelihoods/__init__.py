@@ -19,6 +19,6 @@ from . import bernoulli, beta, common, gaussian, logistic
 from .bernoulli import bernoulli_log_integral, bernoulli_log_prob, cb_log_norm, cb_logits_from_mean, cb_mean, continuous_bernoulli_log_prob
 from .beta import beta_log_prob
 from .gaussian import MIN_LOG_SIGMA, gaussian_log_prob, mean_image_fit, optimal_log_sigma
-from .logistic import MIN_LOG_SCALE, discretized_logistic_log_prob, discretized_logistic_mean
+from .logistic import MIN_LOG_SCALE, discretized_logistic_log_prob, discretized_logistic_mean, log1mexp
 
 __all__ = sorted(bernoulli.__all__ + beta.__all__ + gaussian.__all__ + logistic.__all__)

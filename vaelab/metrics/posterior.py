@@ -18,6 +18,7 @@ __all__ = ['checked_images', 'checked_inputs', 'encode_all', 'evaluating', 'exam
 
 
 def model_device(model) -> torch.device:
+    """The device of ``model``'s parameters."""
     return next(model.parameters()).device
 
 

@@ -37,7 +37,10 @@ __all__ = [
     "make_head",
 ]
 
+#: The decoder likelihoods, by name: the ``likelihood`` argument of :func:`make_head`,
+#: :func:`vaelab.mlp_vae` and :func:`vaelab.conv_vae`.
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "beta", "discretized_logistic")
+#: The ways a Gaussian head sets its sigma: the ``sigma`` argument of :class:`GaussianHead`.
 GAUSSIAN_SIGMAS = ("fixed", "shared", "per_pixel", "optimal")
 
 
