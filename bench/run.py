@@ -131,6 +131,101 @@ def text_throughput(device, *, steps: int, repeats: int) -> float:
     return padded / bucket
 
 
+#: (in, out) of the four dense layers of the 784-400-20 MLP VAE: encoder 784-400-(2 x 20), decoder 20-400-784.
+MLP_LAYERS = ((784, 400), (400, 40), (20, 400), (400, 784))
+
+
+def step_flops(batch: int, count: int = 1) -> float:
+    """Floating-point operations of the matrix products of one training step of ``count`` MLP VAEs.
+
+    Forward ``2 B in out`` per layer; backward the same for each weight gradient, and again for
+    each input gradient except the first layer's (the data need none).
+    """
+    forward = sum(2 * batch * i * o for i, o in MLP_LAYERS)
+    return count * (2 * forward + sum(2 * batch * i * o for i, o in MLP_LAYERS[1:]))
+
+
+def iw_flops(images: int, k: int) -> float:
+    """Products of the IW estimate: the encoder once per image, the decoder once per sample."""
+    (e1, e2), (d1, d2) = MLP_LAYERS[:2], MLP_LAYERS[2:]
+    return images * 2 * (e1[0] * e1[1] + e2[0] * e2[1]) + images * k * 2 * (d1[0] * d1[1] + d2[0] * d2[1])
+
+
+def limit_gflops(device, *, batch: int, count: int, repeats: int = 20) -> float:
+    """What this machine does at the shapes of one training step of ``count`` stacked MLP VAEs.
+
+    Times only the step's matrix products (each layer's forward product and its two backward
+    products, stacked over configurations as batched products when ``count > 1``) and the fused
+    Adam pass over parameters of the same sizes, back to back with nothing else in between,
+    and returns :func:`step_flops` over that time: the speed a step could reach if it did
+    nothing but its arithmetic.
+    """
+    gen = torch.Generator(device=device).manual_seed(0)
+    shape = (count,) if count > 1 else ()
+    layers = [(torch.randn(*shape, batch, i, device=device, generator=gen),
+               torch.randn(*shape, i, o, device=device, generator=gen, requires_grad=True),
+               torch.randn(*shape, batch, o, device=device, generator=gen)) for i, o in MLP_LAYERS]
+    weights = [w for _, w, _ in layers]
+    for w in weights:
+        w.grad = torch.randn_like(w)
+    optimizer = torch.optim.Adam(weights, lr=LR, fused=device.type in ("cpu", "cuda"))
+    mm = torch.bmm if count > 1 else torch.mm
+
+    def one_step():
+        with torch.no_grad():
+            for index, (x, w, g) in enumerate(layers):
+                mm(x, w)  # forward
+                mm(x.transpose(-1, -2), g)  # weight gradient
+                if index:
+                    mm(g, w.transpose(-1, -2))  # input gradient
+        optimizer.step()
+
+    for _ in range(5):
+        one_step()
+    seconds = timed(lambda: [one_step() for _ in range(repeats)], device) / repeats
+    return step_flops(batch, count) / seconds / 1e9
+
+
+def iw_limit_gflops(device, *, rows: int, images: int = 100, repeats: int = 20) -> float:
+    """The same for the IW estimate's forward products: the decoder on ``rows`` samples at once."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    (e1, e2), (d1, d2) = MLP_LAYERS[:2], MLP_LAYERS[2:]
+    pairs = [(torch.randn(images, e1[0], device=device, generator=gen), torch.randn(*e1, device=device, generator=gen)),
+             (torch.randn(images, e2[0], device=device, generator=gen), torch.randn(*e2, device=device, generator=gen)),
+             (torch.randn(rows, d1[0], device=device, generator=gen), torch.randn(*d1, device=device, generator=gen)),
+             (torch.randn(rows, d2[0], device=device, generator=gen), torch.randn(*d2, device=device, generator=gen))]
+    flops = sum(2 * x.shape[0] * w.shape[0] * w.shape[1] for x, w in pairs)
+    for _ in range(3):
+        [torch.mm(x, w) for x, w in pairs]
+    seconds = timed(lambda: [[torch.mm(x, w) for x, w in pairs] for _ in range(repeats)], device) / repeats
+    return flops / seconds / 1e9
+
+
+def conv_sweep_speedup(device, *, count: int, steps: int, repeats: int) -> float:
+    """The conv VAE of chapter 5 (64 x 64 dSprites-like, Bernoulli, 10 latents, batch 64):
+    ``count`` sequential fits against one ``vaelab.sweep`` (median of alternating runs)."""
+    from vaelab.data import dsprites_like
+
+    images, _ = dsprites_like(n=4096, seed=0, device=device)
+    build = lambda: vaelab.conv_vae(data_shape=(1, 64, 64), channels=(32, 32, 64, 64), hidden=256,  # noqa: E731
+                                    latent_dim=10, seed=0).to(device)
+    betas = [2.0 ** i for i in range(count)]
+    common = dict(max_steps=steps, batch_size=64, lr=5e-4, progress=False, device=device)
+    sequential = lambda: [vaelab.fit(m, images, objective=vaelab.Objective(beta=b), **common)  # noqa: E731
+                          for m, b in zip([build() for _ in betas], betas)]
+    together = lambda: vaelab.sweep([build() for _ in betas], images, betas=betas, **common)  # noqa: E731
+    vaelab.fit(build(), images, **dict(common, max_steps=3)), vaelab.sweep(  # warm-up
+        [build() for _ in betas], images, betas=betas, **dict(common, max_steps=3))
+    sequential_times, sweep_times = [], []
+    for _ in range(repeats):
+        sequential_times.append(timed(sequential, device))
+        sweep_times.append(timed(together, device))
+    seq, swept = statistics.median(sequential_times), statistics.median(sweep_times)
+    print(f"conv VAE 64x64 (dSprites-like, batch 64), {count} configs x {steps} steps: sequential fits {seq:.2f} s, "
+          f"sweep {swept:.2f} s", flush=True)
+    return seq / swept
+
+
 def betas_for(count: int) -> list[float]:
     """``count`` KL weights spread log-uniformly over [0.1, 10]."""
     return [10 ** (-1 + 2 * i / max(count - 1, 1)) for i in range(count)]
@@ -148,6 +243,8 @@ def main() -> None:
     parser.add_argument("--iw-images", type=int, default=1000)
     parser.add_argument("--text-steps", type=int, default=40, help="steps per timed text run")
     parser.add_argument("--text-repeats", type=int, default=3)
+    parser.add_argument("--conv-steps", type=int, default=30, help="steps per configuration in the conv sweep comparison")
+    parser.add_argument("--conv-repeats", type=int, default=3)
     args = parser.parse_args()
     configs = sorted({8, *(int(c) for c in args.configs.split(","))})
 
@@ -174,6 +271,11 @@ def main() -> None:
         print(f"  run {repeat + 1}: hand {hand_times[-1]:.2f} s, fit {fit_times[-1]:.2f} s ({steps} steps each)", flush=True)
     trained = model
     hand, fit = statistics.median(hand_times), statistics.median(fit_times)
+    limits = {count: limit_gflops(device, batch=BATCH_SIZE, count=count) for count in sorted({1, *configs})}
+    print("limit at the model's shapes (its step's matrix products and the fused Adam pass, nothing else): "
+          + ", ".join(f"{count} config{'s' if count > 1 else ''} {gflops:.0f} GFLOP/s" for count, gflops in limits.items()))
+    achieved = step_flops(BATCH_SIZE) * steps / fit / 1e9
+    print(f"single model (fit): {achieved:.0f} GFLOP/s, {achieved / limits[1]:.0%} of its limit")
     paired = statistics.median(f - h for h, f in zip(hand_times, fit_times)) / steps * 1e3
     print(f"fit minus hand, median of the paired runs: {paired:+.2f} ms/step ({paired / (hand / steps * 1e3):+.1%})")
     print(f"hand loop: {steps / hand:.1f} steps/s; fit: {steps / fit:.1f} steps/s; "
@@ -199,8 +301,10 @@ def main() -> None:
             ))
         sweep, sequential = statistics.median(sweep_times), statistics.median(sequential_times)
         speedups[count] = sequential / sweep
+        achieved = step_flops(BATCH_SIZE, count) * sweep_steps / sweep / 1e9
         print(f"{count} configs x {sweep_steps} steps: sequential fits {sequential:.2f} s, sweep {sweep:.2f} s "
-              f"({count * sweep_steps / sweep:.0f} model-steps/s), speedup {speedups[count]:.2f}", flush=True)
+              f"({count * sweep_steps / sweep:.0f} model-steps/s), speedup {speedups[count]:.2f}; "
+              f"sweep {achieved:.0f} GFLOP/s, {achieved / limits[count]:.0%} of its limit", flush=True)
 
     # 3. importance-weighted NLL ---------------------------------------------------------
     images = test_x[: args.iw_images]
@@ -209,10 +313,18 @@ def main() -> None:
     iw_time = timed(lambda: result.update(vaelab.iw_log_likelihood(trained, images, k=args.iw_k, seed=0)), device)
     print(f"iw-nll of the model of part 1 ({steps} steps, grey-level test images): {result['nll']:.2f} nats; "
           f"load average {os.getloadavg()[0]:.2f}")
+    iw_limit = iw_limit_gflops(device, rows=100 * (25 if device.type == "cpu" else 500))
+    achieved = iw_flops(images.shape[0], args.iw_k) / iw_time / 1e9
+    print(f"iw-nll: {achieved:.0f} GFLOP/s, {achieved / iw_limit:.0%} of its limit ({iw_limit:.0f} GFLOP/s, "
+          "its forward products at the estimate's chunk shapes)")
 
     # 4. text: bucketed against padded batches -------------------------------------------
     text_ratio = text_throughput(device, steps=args.text_steps, repeats=args.text_repeats)
     print(f"text tokens/s, bucketed vs padded: {text_ratio:.2f}")
+
+    # 5. the conv VAE of chapter 5: a sweep against sequential fits ------------------------
+    conv_speedup = conv_sweep_speedup(device, count=5, steps=args.conv_steps, repeats=args.conv_repeats)
+    print(f"conv sweep speedup, 5 configs: {conv_speedup:.2f}")
 
     print(f"fit/hand throughput ratio: {hand / fit:.2f}")
     print(f"sweep speedup, 8 configs: {speedups[8]:.2f}")

@@ -168,7 +168,7 @@ class capacity(linear):
     """The capacity target ``C(step)`` for the objective ``gamma * |KL - C|`` (Burgess et al. 2018).
 
     ``C`` grows linearly from ``start`` to ``stop`` nats over ``total_steps``, then holds.
-    Use it as ``fit(..., capacity=capacity(10_000, stop=25.0), gamma=1000)``.
+    Use it as ``Objective(capacity=capacity(10_000, stop=25.0), gamma=1000)``.
     """
 
     def __init__(self, total_steps: int, *, stop: float, start: float = 0.0):

@@ -27,6 +27,7 @@ from .engine import epoch_record, init_scales, make_adam, minibatches, plan_run,
 from .history import History, StepLog
 from .models import VAE
 from .objective import Objective
+from .stacked import stacked_forward, supported
 from .train import fit
 
 __all__ = ["sweep"]
@@ -262,7 +263,13 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
         out = functional_call(template, (parameters, buffers), (x, eps), {"score": not score_stacked})
         return (out.params if score_stacked else out.log_px), out.kl_per_dim
 
-    all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
+    if score_stacked and supported(template):
+        # grouped convolutions and batched products with the configuration axis where the
+        # kernels want it (vaelab.stacked); vmap's batching rules are the general fallback
+        def all_forwards(parameters, buffers, x, eps):
+            return stacked_forward(template, parameters, x, eps, count)
+    else:
+        all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
     group_losses = [
         vmap(lambda log_px, kl, weight, target, objective=objective: objective.loss(
             log_px, kl, data_dim=template.data_dim, beta=weight,
