@@ -127,7 +127,7 @@ def test_check_loss_reads_practitioners_losses():
     mse = vaelab.check_loss(data_dim=(1, 28, 28), latent_dim=20, recon="squared_error", recon_dims="mean")
     assert mse.beta_eff == pytest.approx(784.0) and mse.sigma2 == pytest.approx(392.0)
     assert mse.sigma == pytest.approx(392.0 ** 0.5) and mse.beta_norm == pytest.approx(20.0)
-    assert "σ² = β_eff / 2 = 392" in repr(mse) and "784 pixels (N)" in repr(mse)
+    assert "σ² = β_eff / 2 = 392" in repr(mse) and "784 data dimensions (N" in repr(mse)
     # a summed BCE plus a summed KL is the ELBO; no sigma for a likelihood
     elbo = vaelab.check_loss(data_dim=784, latent_dim=10)
     assert elbo.beta_eff == 1.0 and elbo.sigma2 is None and elbo.beta_norm == pytest.approx(10 / 784)

@@ -249,8 +249,8 @@ class LossReport:
         def term(weight, name, dims, n, what, batch):
             return f"{_number(weight)} × {name} {over[dims]} over the {n} {what} and {over[batch]} over the batch"
 
-        recon = term(c["recon_weight"], f"the per-pixel {kind}", c["recon_dims"], c["data_dim"], "pixels (N)",
-                     c["recon_batch"])
+        recon = term(c["recon_weight"], f"the per-dimension {kind}", c["recon_dims"], f'{c["data_dim"]:,}',
+                     "data dimensions (N, pixels times channels)", c["recon_batch"])
         kl = term(c["kl_weight"], "the KL", c["kl_dims"], c["latent_dim"], "latents (M)", c["kl_batch"])
         return f"The loss is {recon}, plus {kl}."
 
@@ -269,9 +269,10 @@ class LossReport:
             text.append(
                 f"A squared error is a Gaussian log-likelihood with a fixed variance: up to that factor and a "
                 f"constant, this is the negative ELBO of a Gaussian decoder with σ² = β_eff / 2 = {self.sigma2:.4g} "
-                f"(σ = {self.sigma:.3g} in data units). The KL weight is that variance: the larger σ, the more "
-                "of the image the decoder may treat as noise and the more the KL term wins (chapter 2). "
-                "β_norm does not describe such a loss; σ does."
+                f"(σ = {self.sigma:.3g} in data units). So the KL weight is set by that variance "
+                "(β_eff = 2σ² against the summed squared error): the larger σ, the more of the image the "
+                "decoder may treat as noise and the more the KL term wins (chapter 2). β_norm alone does not "
+                "describe such a loss; σ does."
             )
         elif math.isclose(beta, 1.0, rel_tol=1e-9):
             text.append("This is the negative ELBO itself (β = 1), as a likelihood-based VAE needs.")
