@@ -258,8 +258,8 @@ class LossReport:
         c, beta = self.convention, self.beta_eff
         text = [self._described()]
         text.append(
-            f"Up to a positive overall factor, which only rescales the learning rate, it is the per-pixel loss "
-            f"summed over pixels plus β_eff · KL per example with β_eff = {beta:.4g} "
+            f"Up to a positive overall factor, which only rescales the learning rate, it is the per-dimension loss "
+            f"summed over the data dimensions plus β_eff · KL per example with β_eff = {beta:.4g} "
             f"(β_norm = β_eff · M / N = {self.beta_norm:.4g})."
         )
         if beta == 0:

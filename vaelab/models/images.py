@@ -212,7 +212,7 @@ def conv_vae(
 
     Each convolution halves the image, so ``H`` and ``W`` must be divisible by
     ``2 ** len(channels)``: ``(32, 64)`` for 28x28 (-> 7x7), ``(32, 32, 64, 64)`` for 64x64
-    (-> 4x4, the architecture of Burgess et al. 2018).
+    (-> 4x4, as in chapter 5; Burgess et al. 2018 use 32 channels throughout and two dense layers).
 
     Args:
         data_shape: ``(C, H, W)``.
