@@ -170,31 +170,3 @@ def test_a_diverging_configuration_is_named():
 def test_bad_sweeps(models, kwargs, match):
     with pytest.raises(ValueError, match=match):
         vaelab.sweep(models(), DATA, progress=False, **kwargs)
-
-
-@pytest.mark.parametrize("make", [
-    lambda s: vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16, 12), latent_dim=3, activation="elu", seed=s),
-    lambda s: vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16,), latent_dim=3, likelihood="beta", seed=s),
-    lambda s: vaelab.conv_vae(data_shape=(1, 8, 8), channels=(4, 6), hidden=10, latent_dim=3, seed=s),
-    lambda s: vaelab.conv_vae(data_shape=(2, 8, 8), channels=(4,), hidden=10, latent_dim=2,
-                              likelihood="discretized_logistic", seed=s),
-])
-def test_stacked_forward_equals_each_models_forward(make):
-    from vaelab.stacked import stacked_forward, supported
-
-    models = [make(seed) for seed in range(3)]  # different weights per configuration
-    template = models[0]
-    assert supported(template)
-    parameters = {name: torch.stack([dict(m.named_parameters())[name] for m in models])
-                  for name, _ in template.named_parameters()}
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (5, *template.data_shape), generator=gen) / 255.0  # grey levels
-    eps = torch.randn(5, template.latent_dim, generator=gen)
-    params, kl = stacked_forward(template, parameters, x, eps, 3)
-    for c, model in enumerate(models):
-        out = model(x, eps)
-        torch.testing.assert_close(kl[c], out.kl_per_dim, rtol=1e-5, atol=1e-6)
-        for key, value in out.params.items():
-            torch.testing.assert_close(params[key][c], value, rtol=1e-5, atol=1e-6)
-    # a head with buffers (a fixed Gaussian sigma) is left to vmap
-    assert not supported(vaelab.mlp_vae(data_shape=(1, 8, 8), likelihood="gaussian", log_sigma=-1.0))

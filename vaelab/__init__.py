@@ -18,7 +18,6 @@ module                  holds
 ``data``                MNIST, Fashion-MNIST, PTB, dSprites as whole tensors
 ``models``              decoder heads, image VAEs, the sentence VAE
 ``train``, ``sweep``    :func:`fit` and :func:`sweep`
-``stacked``             a sweep's forward pass: grouped convolutions, batched products
 ``engine``              what ``fit`` and ``sweep`` share (checks, minibatches, optimiser)
 ``history``             :class:`History`: what training records
 ``checkpoints``         the checkpoint format and the record that guards resuming
@@ -145,7 +144,7 @@ __all__ = [
 #: Submodules reachable as attributes after a plain ``import vaelab`` (imported on first use).
 SUBMODULES = (
     "batching", "checkpoints", "control", "data", "divergences", "engine", "history", "ledger", "likelihoods", "metrics",
-    "models", "notebook", "objective", "plots", "scale", "schedules", "stacked", "sweep", "train",
+    "models", "notebook", "objective", "plots", "scale", "schedules", "sweep", "train",
 )
 
 

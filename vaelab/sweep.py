@@ -28,7 +28,6 @@ from .engine import epoch_record, init_scales, make_adam, minibatches, plan_run,
 from .history import History, StepLog
 from .models import VAE
 from .objective import Objective
-from .stacked import stacked_forward, supported
 from .train import fit
 
 __all__ = ["sweep"]
@@ -159,9 +158,10 @@ def _vectorised_pays(model, device: torch.device) -> bool:
     """Whether one vectorised ensemble beats separate fits for this model on this device.
 
     Measured on a 2-core CPU at chapter 5's shapes (64 x 64, channels 32-32-64-64, batch 64,
-    5 configurations): grouped convolutions (:mod:`vaelab.stacked`) took about 1.5 times as
-    long as the same convolutions run separately, forward and backward, so the ensemble ran
-    at about 0.7x of separate fits (vmap's about 0.65x), while MLP sweeps gain about 1.6-1.9x.
+    5 configurations): grouped convolutions (``groups = C``, what vmap's batching rule for a
+    convolution runs) took about 1.5 times as long as the same convolutions run separately,
+    forward and backward, so the ensemble ran at about 0.65x of separate fits, while MLP
+    sweeps gain about 1.6-1.9x.
     On a GPU, where a small model cannot fill the device, both are expected to gain; that is
     not measured here.
     """
@@ -269,13 +269,7 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
         out = functional_call(template, (parameters, buffers), (x, eps), {"score": not score_stacked})
         return (out.params if score_stacked else out.log_px), out.kl_per_dim
 
-    if score_stacked and supported(template):
-        # grouped convolutions and batched products with the configuration axis where the
-        # kernels want it (vaelab.stacked); vmap's batching rules are the general fallback
-        def all_forwards(parameters, buffers, x, eps):
-            return stacked_forward(template, parameters, x, eps, count)
-    else:
-        all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
+    all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
     group_losses = [
         vmap(lambda log_px, kl, weight, target, objective=objective: objective.loss(
             log_px, kl, data_dim=template.data_dim, beta=weight,
