@@ -3,9 +3,9 @@
 Run from the repository root (not part of the test suite):
 
     VAELAB_DATA=../shared/data .venv/bin/python bench/run.py
-    VAELAB_DATA=../shared/data .venv/bin/python bench/run.py --device cuda --configs 8,32
+    VAELAB_DATA=../shared/data .venv/bin/python bench/run.py --device cuda --configs 8,32 --conv-configs 5,8,32
 
-Three measurements, each taken in this one process:
+Five measurements, each taken in this one process:
 
 1. ``vaelab.fit`` with its defaults (History, progress bar, NaN checks) against a minimal
    hand-written PyTorch loop of the same model, alternating hand, fit, hand, fit, ...;
@@ -21,6 +21,11 @@ Three measurements, each taken in this one process:
    ``cross_entropy(ignore_index=pad)`` (the usual way, and vaelab's before buckets);
    alternating; ratio of real tokens (words and ``<eos>``) per second. Printed before the
    last three lines as ``text tokens/s, bucketed vs padded: <ratio>``.
+5. Conv: the conv VAE of chapter 5, 5 configurations as sequential ``fit`` calls, as one
+   ``vaelab.sweep`` with its defaults and as the vectorised ensemble forced; then its limit:
+   the model's convolutions alone, timed at its own shapes, one after another and as
+   grouped convolutions. Printed before the last three lines as
+   ``conv sweep speedup, 5 configs: <ratio>`` (sequential / the default sweep).
 
 The output ends with exactly three lines::
 
@@ -151,14 +156,14 @@ def iw_flops(images: int, k: int) -> float:
     return images * 2 * (e1[0] * e1[1] + e2[0] * e2[1]) + images * k * 2 * (d1[0] * d1[1] + d2[0] * d2[1])
 
 
-def limit_gflops(device, *, batch: int, count: int, repeats: int = 20) -> float:
+def limit_gflops(device, *, batch: int, count: int, repeats: int = 20, blocks: int = 5) -> float:
     """What this machine does at the shapes of one training step of ``count`` stacked MLP VAEs.
 
     Times only the step's matrix products (each layer's forward product and its two backward
     products, stacked over configurations as batched products when ``count > 1``) and the fused
     Adam pass over parameters of the same sizes, back to back with nothing else in between,
-    and returns :func:`step_flops` over that time: the speed a step could reach if it did
-    nothing but its arithmetic.
+    and returns :func:`step_flops` over the best time of ``blocks`` blocks of ``repeats`` steps:
+    the speed a step could reach if it did nothing but its arithmetic.
     """
     gen = torch.Generator(device=device).manual_seed(0)
     shape = (count,) if count > 1 else ()
@@ -182,11 +187,19 @@ def limit_gflops(device, *, batch: int, count: int, repeats: int = 20) -> float:
 
     for _ in range(5):
         one_step()
-    seconds = timed(lambda: [one_step() for _ in range(repeats)], device) / repeats
+    # the best of several blocks: a limit is what the machine can do, and a block that another
+    # process interrupted says nothing about that
+    seconds = min(timed(lambda: [one_step() for _ in range(repeats)], device) for _ in range(blocks)) / repeats
     return step_flops(batch, count) / seconds / 1e9
 
 
-def iw_limit_gflops(device, *, rows: int, images: int = 100, repeats: int = 20) -> float:
+def measure_limits(limits: dict, device) -> None:
+    """Measure the limit of each configuration count in ``limits`` once more; keep the best."""
+    for count in limits:
+        limits[count] = max(limits[count], limit_gflops(device, batch=BATCH_SIZE, count=count, blocks=1))
+
+
+def iw_limit_gflops(device, *, rows: int, images: int = 100, repeats: int = 20, blocks: int = 5) -> float:
     """The same for the IW estimate's forward products: the decoder on ``rows`` samples at once."""
     gen = torch.Generator(device=device).manual_seed(0)
     (e1, e2), (d1, d2) = MLP_LAYERS[:2], MLP_LAYERS[2:]
@@ -197,13 +210,53 @@ def iw_limit_gflops(device, *, rows: int, images: int = 100, repeats: int = 20) 
     flops = sum(2 * x.shape[0] * w.shape[0] * w.shape[1] for x, w in pairs)
     for _ in range(3):
         [torch.mm(x, w) for x, w in pairs]
-    seconds = timed(lambda: [[torch.mm(x, w) for x, w in pairs] for _ in range(repeats)], device) / repeats
+    seconds = min(timed(lambda: [[torch.mm(x, w) for x, w in pairs] for _ in range(repeats)], device)
+                  for _ in range(blocks)) / repeats
     return flops / seconds / 1e9
+
+
+def conv_kernels(model, x: torch.Tensor, *, count: int, device):
+    """``model``'s convolutions alone, forward and backward as in a training step (weight
+    gradients always, input gradients except for the first layer, which sees the data), at
+    its own shapes, for ``count`` configurations: two functions that run them once, one
+    after another and as ``groups=count`` convolutions over the stacked configurations
+    (what vmap runs)."""
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    inputs = []
+    hooks = [m.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach())) for m in convs]
+    with torch.no_grad():
+        model(x, torch.zeros(x.shape[0], model.latent_dim, device=device))
+    for hook in hooks:
+        hook.remove()
+
+    def call(conv, weight, groups):
+        function = F.conv2d if isinstance(conv, torch.nn.Conv2d) else F.conv_transpose2d
+        return lambda inp: function(inp, weight, stride=conv.stride, padding=conv.padding, groups=groups)
+
+    separate, grouped = [], []
+    for i, (conv, inp) in enumerate(zip(convs, inputs)):
+        needs = i > 0
+        w = conv.weight.detach().clone().requires_grad_()
+        separate.append((call(conv, w, 1), inp.clone().requires_grad_(needs)))
+        wide = torch.cat([w.detach()] * count).requires_grad_()  # (count * out, in, k, k) or (count * in, out, k, k)
+        stacked = torch.cat([inp] * count, dim=1).requires_grad_(needs)  # (batch, count * channels, H, W)
+        grouped.append((call(conv, wide, count), stacked))
+    separate = [(f, inp, torch.randn_like(f(inp))) for f, inp in separate]
+    grouped = [(f, inp, torch.randn_like(f(inp))) for f, inp in grouped]
+
+    def run(layers, times):
+        for _ in range(times):
+            for f, inp, g in layers:
+                torch.autograd.backward(f(inp), g)
+    return (lambda: run(separate, count)), (lambda: run(grouped, 1))
 
 
 def conv_sweep_speedup(device, *, count: int, steps: int, repeats: int) -> float:
     """The conv VAE of chapter 5 (64 x 64 dSprites-like, Bernoulli, 10 latents, batch 64):
-    ``count`` sequential fits against one ``vaelab.sweep`` (median of alternating runs)."""
+    ``count`` sequential fits against one ``vaelab.sweep`` with its defaults and against the
+    vectorised ensemble forced (``vectorize=True``), in an order that turns each repeat
+    (medians); and the bound on any sweep that runs the same convolution kernels, its
+    kernels timed for 5 steps between the runs (the best of them)."""
     from vaelab.data import dsprites_like
 
     images, _ = dsprites_like(n=4096, seed=0, device=device)
@@ -211,18 +264,35 @@ def conv_sweep_speedup(device, *, count: int, steps: int, repeats: int) -> float
                                     latent_dim=10, seed=0).to(device)
     betas = [2.0 ** i for i in range(count)]
     common = dict(max_steps=steps, batch_size=64, lr=5e-4, progress=False, device=device)
-    sequential = lambda: [vaelab.fit(m, images, objective=vaelab.Objective(beta=b), **common)  # noqa: E731
-                          for m, b in zip([build() for _ in betas], betas)]
-    together = lambda: vaelab.sweep([build() for _ in betas], images, betas=betas, **common)  # noqa: E731
-    vaelab.fit(build(), images, **dict(common, max_steps=3)), vaelab.sweep(  # warm-up
-        [build() for _ in betas], images, betas=betas, **dict(common, max_steps=3))
-    sequential_times, sweep_times = [], []
-    for _ in range(repeats):
-        sequential_times.append(timed(sequential, device))
-        sweep_times.append(timed(together, device))
-    seq, swept = statistics.median(sequential_times), statistics.median(sweep_times)
+    x = images[:64].to(torch.get_default_dtype())
+    separate, grouped = conv_kernels(build(), x, count=count, device=device)
+    kernel_steps = 5
+    runs = {
+        "sequential": lambda: [vaelab.fit(m, images, objective=vaelab.Objective(beta=b), **common)
+                               for m, b in zip([build() for _ in betas], betas)],
+        "sweep": lambda: vaelab.sweep([build() for _ in betas], images, betas=betas, **common),
+        "forced": lambda: vaelab.sweep([build() for _ in betas], images, betas=betas, vectorize=True, **common),
+        "separate": lambda: [separate() for _ in range(kernel_steps)],
+        "grouped": lambda: [grouped() for _ in range(kernel_steps)],
+    }
+    vaelab.fit(build(), images, **dict(common, max_steps=3))  # warm-up
+    for vectorize in ("auto", True):
+        vaelab.sweep([build() for _ in betas], images, betas=betas, vectorize=vectorize, **dict(common, max_steps=3))
+    separate(), grouped()
+    times = {name: [] for name in runs}
+    order = list(runs)
+    for repeat in range(repeats):
+        for name in order[repeat % len(order):] + order[:repeat % len(order)]:
+            times[name].append(timed(runs[name], device))
+    seq, swept, vectorised = (statistics.median(times[name]) for name in ("sequential", "sweep", "forced"))
+    separate, grouped = min(times["separate"]) / kernel_steps, min(times["grouped"]) / kernel_steps
     print(f"conv VAE 64x64 (dSprites-like, batch 64), {count} configs x {steps} steps: sequential fits {seq:.2f} s, "
-          f"sweep {swept:.2f} s", flush=True)
+          f"sweep {swept:.2f} s, vectorised ensemble forced {vectorised:.2f} s ({seq / vectorised:.2f}x)", flush=True)
+    step = seq / (count * steps)
+    print(f"conv limit: the convolutions alone take {separate / count * 1e3:.1f} ms of a {step * 1e3:.1f} ms fit step "
+          f"({separate / count / step:.0%}), so a sweep that runs the same convolution kernels gains at most "
+          f"{step * count / separate:.2f}x; as {count}-group convolutions (vmap's) they take "
+          f"{grouped / separate:.2f}x as long as separately", flush=True)
     return seq / swept
 
 
@@ -245,8 +315,10 @@ def main() -> None:
     parser.add_argument("--text-repeats", type=int, default=3)
     parser.add_argument("--conv-steps", type=int, default=30, help="steps per configuration in the conv sweep comparison")
     parser.add_argument("--conv-repeats", type=int, default=3)
+    parser.add_argument("--conv-configs", default="5", help="comma-separated conv sweep sizes, e.g. 5,8,32 (5 always)")
     args = parser.parse_args()
     configs = sorted({8, *(int(c) for c in args.configs.split(","))})
+    conv_configs = sorted({5, *(int(c) for c in args.conv_configs.split(","))})
 
     device = vaelab.pick_device(args.device)
     train_x, _ = mnist("train", device=device)
@@ -263,32 +335,32 @@ def main() -> None:
     hand_loop(make_model(device), train_x, steps=100)
     vaelab.fit(make_model(device), train_x, max_steps=100, device=device)
     hand_times, fit_times = [], []
+    # The limits are measured between the runs, and the best of them kept, so that a slow
+    # spell of this shared machine cannot lower them.
+    limits = {count: 0.0 for count in sorted({1, *configs})}
     for repeat in range(args.repeats):
         model = make_model(device)
         hand_times.append(timed(lambda: hand_loop(model, train_x, steps=steps), device))
         model = make_model(device)
         fit_times.append(timed(lambda: vaelab.fit(model, train_x, max_steps=steps, device=device), device))
         print(f"  run {repeat + 1}: hand {hand_times[-1]:.2f} s, fit {fit_times[-1]:.2f} s ({steps} steps each)", flush=True)
+        measure_limits(limits, device)
     trained = model
     hand, fit = statistics.median(hand_times), statistics.median(fit_times)
-    limits = {count: limit_gflops(device, batch=BATCH_SIZE, count=count) for count in sorted({1, *configs})}
-    print("limit at the model's shapes (its step's matrix products and the fused Adam pass, nothing else): "
-          + ", ".join(f"{count} config{'s' if count > 1 else ''} {gflops:.0f} GFLOP/s" for count, gflops in limits.items()))
-    achieved = step_flops(BATCH_SIZE) * steps / fit / 1e9
-    print(f"single model (fit): {achieved:.0f} GFLOP/s, {achieved / limits[1]:.0%} of its limit")
     paired = statistics.median(f - h for h, f in zip(hand_times, fit_times)) / steps * 1e3
     print(f"fit minus hand, median of the paired runs: {paired:+.2f} ms/step ({paired / (hand / steps * 1e3):+.1%})")
     print(f"hand loop: {steps / hand:.1f} steps/s; fit: {steps / fit:.1f} steps/s; "
           f"fit epoch ({len(range(0, train_x.shape[0], BATCH_SIZE))} steps): {fit / steps * 469:.2f} s")
 
     # 2. a sweep against sequential fits -------------------------------------------------
-    speedups = {}
+    speedups, swept = {}, {}
     sweep_steps = args.sweep_steps
     for count in configs:
         betas = betas_for(count)
         vaelab.sweep([make_model(device) for _ in betas], train_x, betas=betas, max_steps=5, progress=False, device=device)
         sweep_times, sequential_times = [], []
         for _ in range(args.sweep_repeats):
+            measure_limits(limits, device)
             models = [make_model(device) for _ in betas]
             sequential_times.append(timed(lambda: [
                 vaelab.fit(m, train_x, objective=vaelab.Objective(beta=b), max_steps=sweep_steps, progress=False, device=device)
@@ -301,10 +373,21 @@ def main() -> None:
             ))
         sweep, sequential = statistics.median(sweep_times), statistics.median(sequential_times)
         speedups[count] = sequential / sweep
-        achieved = step_flops(BATCH_SIZE, count) * sweep_steps / sweep / 1e9
+        swept[count] = (sequential, sweep)
         print(f"{count} configs x {sweep_steps} steps: sequential fits {sequential:.2f} s, sweep {sweep:.2f} s "
-              f"({count * sweep_steps / sweep:.0f} model-steps/s), speedup {speedups[count]:.2f}; "
-              f"sweep {achieved:.0f} GFLOP/s, {achieved / limits[count]:.0%} of its limit", flush=True)
+              f"({count * sweep_steps / sweep:.0f} model-steps/s), speedup {speedups[count]:.2f}", flush=True)
+
+    # the limits, measured between the runs of parts 1 and 2, and what the runs reached of them
+    print("limit at the model's shapes (its step's matrix products and the fused Adam pass, nothing else; the best "
+          "of the measurements between the runs): "
+          + ", ".join(f"{count} config{'s' if count > 1 else ''} {gflops:.0f} GFLOP/s" for count, gflops in limits.items()))
+    achieved = step_flops(BATCH_SIZE) * steps / fit / 1e9
+    print(f"single model (fit): {achieved:.0f} GFLOP/s, {achieved / limits[1]:.0%} of its limit")
+    for count, (sequential, sweep) in swept.items():
+        achieved = step_flops(BATCH_SIZE, count) * sweep_steps / sweep / 1e9
+        at_limit = step_flops(BATCH_SIZE, count) * sweep_steps / limits[count] / 1e9
+        print(f"sweep, {count} configs: {achieved:.0f} GFLOP/s, {achieved / limits[count]:.0%} of its limit; a sweep "
+              f"at its limit would take {at_limit:.2f} s, a speedup of at most {sequential / at_limit:.2f}", flush=True)
 
     # 3. importance-weighted NLL ---------------------------------------------------------
     images = test_x[: args.iw_images]
@@ -323,8 +406,10 @@ def main() -> None:
     print(f"text tokens/s, bucketed vs padded: {text_ratio:.2f}")
 
     # 5. the conv VAE of chapter 5: a sweep against sequential fits ------------------------
-    conv_speedup = conv_sweep_speedup(device, count=5, steps=args.conv_steps, repeats=args.conv_repeats)
-    print(f"conv sweep speedup, 5 configs: {conv_speedup:.2f}")
+    conv_speedups = {count: conv_sweep_speedup(device, count=count, steps=args.conv_steps, repeats=args.conv_repeats)
+                     for count in conv_configs}
+    for count in conv_configs:
+        print(f"conv sweep speedup, {count} configs: {conv_speedups[count]:.2f}")
 
     print(f"fit/hand throughput ratio: {hand / fit:.2f}")
     print(f"sweep speedup, 8 configs: {speedups[8]:.2f}")

@@ -120,6 +120,11 @@ def test_stored_glue_reads_another_chapters_numbers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="missing.ipynb is not on disk"):
         vaelab.stored_glue("missing.ipynb", book_url="file:///nonexistent/")
+    # not on disk here (as on Colab): read from book_url, the file name appended
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "05_y.ipynb").write_text(path.read_text())
+    assert vaelab.stored_glue("05_y.ipynb", book_url=remote.as_uri() + "/")["kl"] == 28.5
 
 
 @pytest.mark.parametrize("module", vaelab.SUBMODULES)

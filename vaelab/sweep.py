@@ -157,11 +157,12 @@ class _Stack:
 def _vectorised_pays(model, device: torch.device) -> bool:
     """Whether one vectorised ensemble beats separate fits for this model on this device.
 
-    Measured on a 2-core CPU at chapter 5's shapes (64 x 64, channels 32-32-64-64, batch 64,
-    5 configurations): grouped convolutions (``groups = C``, what vmap's batching rule for a
-    convolution runs) took about 1.5 times as long as the same convolutions run separately,
-    forward and backward, so the ensemble ran at about 0.65x of separate fits, while MLP
-    sweeps gain about 1.6-1.9x.
+    Measured by ``bench/run.py`` on a 2-core CPU at chapter 5's shapes (64 x 64, channels
+    32-32-64-64, batch 64, 5 configurations): grouped convolutions (``groups = C``, what
+    vmap's batching rule for a convolution runs) took 1.7-1.9 times as long as the same
+    convolutions run separately, forward and backward, and the ensemble ran at 0.52-0.55x
+    of separate fits, while MLP sweeps gain about 1.5-1.7x. The convolutions are 78-88% of
+    a fit step there, so no sweep that runs the same kernels could gain more than about 1.2x.
     On a GPU, where a small model cannot fill the device, both are expected to gain; that is
     not measured here.
     """
