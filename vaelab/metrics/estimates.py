@@ -123,6 +123,14 @@ class _ImportanceNoise:
 
 
 @torch.no_grad()
+def default_k_chunk(device: torch.device, *, text: bool = False, batch_size: int = 100) -> int:
+    """How many importance samples :func:`iw_log_likelihood` scores at once when not told:
+    25 on a CPU, where chunks that fit the cache run fastest, 500 on an accelerator; for
+    sentences at most ``1000 // batch_size`` (about 1,000 sentences per chunk)."""
+    k_chunk = 25 if device.type == "cpu" else 500
+    return max(1, min(k_chunk, 1000 // batch_size)) if text else k_chunk
+
+
 def iw_log_likelihood(
     model, data, *, k: int = 5000, batch_size: int = 100, k_chunk: int | None = None, seed: int = 0,
     levels: int | None = None,
@@ -186,9 +194,7 @@ def iw_log_likelihood(
         raise ValueError("levels applies to dequantised images; sentences take none (leave levels=None)")
     device = model_device(model)
     if k_chunk is None:
-        k_chunk = 25 if device.type == "cpu" else 500
-        if text:
-            k_chunk = max(1, min(k_chunk, 1000 // batch_size))
+        k_chunk = default_k_chunk(device, text=text, batch_size=batch_size)
     k_chunk = check_positive_int("k_chunk", k_chunk)
     n, latent = tensors[0].shape[0], model.latent_dim
     result = torch.empty(n, dtype=torch.float64)
