@@ -105,6 +105,27 @@ def test_iw_bound_rises_above_the_elbo_of_a_trained_model():
     assert -k100 > elbo + 0.2
 
 
+@pytest.mark.parametrize("measure", [
+    lambda m, x: vaelab.elbo(m, x),
+    lambda m, x: vaelab.iw_log_likelihood(m, x, k=7),
+    lambda m, x: vaelab.rate_distortion(m, x),
+    lambda m, x: vaelab.kl_per_dim(m, x),
+    lambda m, x: vaelab.active_units(m, x),
+    lambda m, x: vaelab.mutual_information(m, x),
+], ids=["elbo", "iw_log_likelihood", "rate_distortion", "kl_per_dim", "active_units", "mutual_information"])
+def test_metrics_build_no_autograd_graph(measure):
+    """An evaluation must not keep activations for a backward pass (memory grows with k and the data)."""
+    model = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2, likelihood="gaussian", sigma="shared",
+                           seed=0)
+    data = torch.rand(30, 1, 4, 4)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(1) or t, lambda t: t):
+        result = measure(model, data)
+    assert not saved
+    values = result.values() if isinstance(result, dict) else [result]
+    assert not any(torch.is_tensor(v) and v.requires_grad for v in values)
+
+
 def test_iw_needs_k_of_at_least_one():
     with pytest.raises(ValueError, match=r"k must be an integer >= 1, got 0"):
         vaelab.iw_log_likelihood(gaussian_model(), X3, k=0)

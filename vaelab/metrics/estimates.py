@@ -122,7 +122,6 @@ class _ImportanceNoise:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-@torch.no_grad()
 def default_k_chunk(device: torch.device, *, text: bool = False, batch_size: int = 100) -> int:
     """How many importance samples :func:`iw_log_likelihood` scores at once when not told:
     25 on a CPU, where chunks that fit the cache run fastest, 500 on an accelerator; for
@@ -131,6 +130,7 @@ def default_k_chunk(device: torch.device, *, text: bool = False, batch_size: int
     return max(1, min(k_chunk, 1000 // batch_size)) if text else k_chunk
 
 
+@torch.no_grad()
 def iw_log_likelihood(
     model, data, *, k: int = 5000, batch_size: int = 100, k_chunk: int | None = None, seed: int = 0,
     levels: int | None = None,
