@@ -157,6 +157,15 @@ def iw_flops(images: int, k: int) -> float:
     return images * 2 * (e1[0] * e1[1] + e2[0] * e2[1]) + images * k * 2 * (d1[0] * d1[1] + d2[0] * d2[1])
 
 
+def best_seconds(step, device, *, repeats: int, blocks: int, warmup: int = 5) -> float:
+    """Seconds per call of ``step``: the best of ``blocks`` timed blocks of ``repeats`` calls,
+    after ``warmup`` calls. The best, because a limit is what the machine can do, and a block
+    that another process interrupted says nothing about that."""
+    for _ in range(warmup):
+        step()
+    return min(timed(lambda: [step() for _ in range(repeats)], device) for _ in range(blocks)) / repeats
+
+
 def limit_gflops(device, *, batch: int, count: int, repeats: int = 20, blocks: int = 5) -> float:
     """What this machine does at the shapes of one training step of ``count`` stacked MLP VAEs.
 
@@ -186,12 +195,7 @@ def limit_gflops(device, *, batch: int, count: int, repeats: int = 20, blocks: i
                     mm(g, w.transpose(-1, -2))  # input gradient
         optimizer.step()
 
-    for _ in range(5):
-        one_step()
-    # the best of several blocks: a limit is what the machine can do, and a block that another
-    # process interrupted says nothing about that
-    seconds = min(timed(lambda: [one_step() for _ in range(repeats)], device) for _ in range(blocks)) / repeats
-    return step_flops(batch, count) / seconds / 1e9
+    return step_flops(batch, count) / best_seconds(one_step, device, repeats=repeats, blocks=blocks) / 1e9
 
 
 def measure_limits(limits: dict, device) -> None:
@@ -209,10 +213,7 @@ def iw_limit_gflops(device, *, rows: int, images: int = 100, repeats: int = 20, 
              (torch.randn(rows, d1[0], device=device, generator=gen), torch.randn(*d1, device=device, generator=gen)),
              (torch.randn(rows, d2[0], device=device, generator=gen), torch.randn(*d2, device=device, generator=gen))]
     flops = sum(2 * x.shape[0] * w.shape[0] * w.shape[1] for x, w in pairs)
-    for _ in range(3):
-        [torch.mm(x, w) for x, w in pairs]
-    seconds = min(timed(lambda: [[torch.mm(x, w) for x, w in pairs] for _ in range(repeats)], device)
-                  for _ in range(blocks)) / repeats
+    seconds = best_seconds(lambda: [torch.mm(x, w) for x, w in pairs], device, repeats=repeats, blocks=blocks)
     return flops / seconds / 1e9
 
 
@@ -286,14 +287,14 @@ def conv_sweep_speedup(device, *, count: int, steps: int, repeats: int) -> float
         for name in order[repeat % len(order):] + order[:repeat % len(order)]:
             times[name].append(timed(runs[name], device))
     seq, swept, vectorised = (statistics.median(times[name]) for name in ("sequential", "sweep", "forced"))
-    separate, grouped = min(times["separate"]) / kernel_steps, min(times["grouped"]) / kernel_steps
+    one_by_one, as_groups = (min(times[name]) / kernel_steps for name in ("separate", "grouped"))  # s per step
     print(f"conv VAE 64x64 (dSprites-like, batch 64), {count} configs x {steps} steps: sequential fits {seq:.2f} s, "
           f"sweep {swept:.2f} s, vectorised ensemble forced {vectorised:.2f} s ({seq / vectorised:.2f}x)", flush=True)
     step = seq / (count * steps)
-    print(f"conv limit: the convolutions alone take {separate / count * 1e3:.1f} ms of a {step * 1e3:.1f} ms fit step "
-          f"({separate / count / step:.0%}), so a sweep that runs the same convolution kernels gains at most "
-          f"{step * count / separate:.2f}x; as {count}-group convolutions (vmap's) they take "
-          f"{grouped / separate:.2f}x as long as separately", flush=True)
+    print(f"conv limit: the convolutions alone take {one_by_one / count * 1e3:.1f} ms of a {step * 1e3:.1f} ms fit "
+          f"step ({one_by_one / count / step:.0%}), so a sweep that runs the same convolution kernels gains at most "
+          f"{step * count / one_by_one:.2f}x; as {count}-group convolutions (vmap's) they take "
+          f"{as_groups / one_by_one:.2f}x as long as separately", flush=True)
     return seq / swept
 
 

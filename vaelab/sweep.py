@@ -235,7 +235,7 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
     plan = plan_run(
         template, data, test_data=options["test_data"], epochs=options["epochs"], batch_size=options["batch_size"],
         lr=options["lr"], likelihood=options["likelihood"], binarize=options["binarize"],
-        dequantize=options["dequantize"], device=options["device"], max_steps=options["max_steps"],
+        dequantize=options["dequantize"], device=device, max_steps=options["max_steps"],
         sync_every=sync_every, seed=seed, bucket_size=options["bucket_size"],
     )
     for model in models[1:]:
