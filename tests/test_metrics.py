@@ -353,3 +353,137 @@ def test_discretised_logistic_baseline_needs_no_dequantisation():
     # uniform grey levels: a logistic cannot be flat on [0, 1] (its tails pile into the edge bins), so the
     # best one is a little worse than the 8 bits of a uniform model; and its result is a probability, not a density
     assert 8.0 < result["bits_per_dim"] < 8.5
+
+
+# ------------------------------------------------------------ per-example scores
+
+
+def test_bits_per_dim_of_a_tensor_is_the_float_rule_element_by_element():
+    nll = torch.tensor([0.0, 543.21, -20.5, 1e4], dtype=torch.float64)
+    for levels in (None, 256):
+        per_example = vaelab.bits_per_dim(nll, 784, levels=levels)
+        assert torch.is_tensor(per_example) and per_example.shape == (4,)
+        expected = [vaelab.bits_per_dim(float(v), 784, levels=levels) for v in nll]
+        torch.testing.assert_close(per_example, torch.tensor(expected, dtype=torch.float64), rtol=1e-15, atol=0)
+    assert isinstance(vaelab.bits_per_dim(543.21, 784), float)
+
+
+def assert_per_example(result, names, n):
+    """``result["per_example"]`` holds exactly ``names``, each ``(n,)`` float64 on the CPU with the scalar as its mean."""
+    assert set(result["per_example"]) == set(names)
+    for name in names:
+        values = result["per_example"][name]
+        assert values.shape == (n,) and values.dtype == torch.float64 and values.device.type == "cpu"
+        assert float(values.mean()) == pytest.approx(result[name], rel=1e-12, abs=1e-12)
+
+
+def test_elbo_per_example_is_each_images_terms_in_data_order():
+    # The decoder ignores z (zero weights): log p(x|z) = log N(x; 0, 1) whatever the noise, so each term is known
+    model = pixel_model()
+    result = vaelab.elbo(model, X1, batch_size=4, per_example=True)
+    assert_per_example(result, ["elbo", "recon", "kl"], 6)
+    x = X1.double().flatten()
+    mu = x[:, None] * torch.tensor([1.0, 0.05, 0.0], dtype=torch.float64) + torch.tensor([0, 0, 0.3], dtype=torch.float64)
+    logvar = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.float64)
+    each = result["per_example"]
+    torch.testing.assert_close(each["recon"], 0.5 * x**2 + 0.5 * math.log(2 * math.pi), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(each["kl"], 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(each["elbo"], -(each["recon"] + each["kl"]), rtol=0, atol=0)
+    reversed_each = vaelab.elbo(model, X1.flip(0), batch_size=4, per_example=True)["per_example"]
+    for name in ("elbo", "recon", "kl"):
+        torch.testing.assert_close(reversed_each[name], each[name].flip(0), rtol=1e-6, atol=1e-7)
+
+
+def test_per_example_adds_a_key_and_moves_no_number():
+    model = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2, likelihood="gaussian", sigma="shared", seed=0)
+    data = torch.rand(37, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    train = torch.rand(60, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    binary = (train[:25] > 0.5).float()
+    grey = (train * 255).round() / 255
+    measures = {
+        "elbo": lambda **o: vaelab.elbo(model, data, batch_size=10, **o),
+        "iw": lambda **o: vaelab.iw_log_likelihood(model, data, k=9, batch_size=10, levels=256, **o),
+        "gaussian": lambda **o: vaelab.gaussian_baseline(train, train[:25], levels=256, **o),
+        "pixel": lambda **o: vaelab.pixel_baseline(train, train[:25], likelihood="beta", levels=256, steps=5,
+                                                   batch_size=7, **o),
+        "bernoulli": lambda **o: vaelab.pixel_baseline(train, binary, likelihood="bernoulli", **o),
+        "histogram": lambda **o: vaelab.histogram_baseline(grey, grey[:25], **o),
+    }
+    for name, measure in measures.items():
+        plain, with_examples = measure(), measure(per_example=True)
+        assert "per_example" not in plain
+        names = ["elbo", "recon", "kl"] if name == "elbo" else ["nll", "bits_per_dim"]
+        assert_per_example(with_examples, names, 37 if name in ("elbo", "iw") else 25)
+        for key, value in plain.items():
+            if isinstance(value, float):
+                assert with_examples[key] == value, (name, key)  # exactly: the stored numbers do not move
+    with pytest.raises(ValueError, match="per_example must be True or False, got 1"):
+        vaelab.elbo(model, data, per_example=1)
+
+
+def test_iw_per_example_is_each_images_estimate_in_data_order():
+    # the exact posterior makes every importance weight p(x): each example's nll is -log p(x), whatever the noise
+    result = vaelab.iw_log_likelihood(gaussian_model(), X3, k=3, batch_size=3, per_example=True)
+    assert_per_example(result, ["nll", "bits_per_dim"], 4)
+    torch.testing.assert_close(result["per_example"]["nll"], -EXACT, rtol=0, atol=2e-6)
+    torch.testing.assert_close(result["per_example"]["nll"], -result["log_likelihood"], rtol=0, atol=0)
+    torch.testing.assert_close(result["per_example"]["bits_per_dim"], -EXACT / (3 * math.log(2)), rtol=0, atol=2e-6)
+    reversed_nll = vaelab.iw_log_likelihood(gaussian_model(), X3.flip(0), k=3, per_example=True)["per_example"]["nll"]
+    torch.testing.assert_close(reversed_nll, -EXACT.flip(0), rtol=0, atol=2e-6)
+    dequantised = vaelab.iw_log_likelihood(gaussian_model(), X3, k=3, levels=256, per_example=True)
+    torch.testing.assert_close(dequantised["per_example"]["bits_per_dim"], -EXACT / (3 * math.log(2)) + 8, rtol=0, atol=2e-6)
+
+
+# Sentences of lengths 5, 3, 4, 3, 5, 4: sorted by length they come in another order than the data's
+SENTENCE_TOKENS = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0], [1, 9, 5, 2, 0], [1, 4, 2, 0, 0], [1, 6, 6, 4, 2],
+                                [1, 7, 8, 2, 0]])
+SENTENCE_LENGTHS = torch.tensor([5, 3, 4, 3, 5, 4])
+
+
+def test_sentence_scores_per_example_follow_the_data_order_not_the_length_batches():
+    model = vaelab.SentenceVAE(10, embed_dim=8, hidden_dim=12, latent_dim=4, seed=0)
+    data = vaelab.data.Sentences(SENTENCE_TOKENS, SENTENCE_LENGTHS)
+    result = vaelab.elbo(model, data, batch_size=2, per_example=True)
+    assert_per_example(result, ["elbo", "recon", "kl"], 6)
+    with torch.no_grad():
+        expected_kl = vaelab.gaussian_kl(*model.eval().encode(SENTENCE_TOKENS, SENTENCE_LENGTHS)).double().sum(1)
+    torch.testing.assert_close(result["per_example"]["kl"], expected_kl, rtol=1e-5, atol=1e-6)  # the KL needs no noise
+    iw = vaelab.iw_log_likelihood(model, data, k=5, batch_size=2, per_example=True)
+    assert_per_example(iw, ["nll"], 6)  # per-sentence bits per token would not average to the corpus's
+    torch.testing.assert_close(iw["per_example"]["nll"], -iw["log_likelihood"], rtol=0, atol=0)
+
+
+def test_baselines_score_each_test_image_in_data_order():
+    gen = torch.Generator().manual_seed(0)
+    train = torch.rand(200, 1, 2, 3, generator=gen, dtype=torch.float64)
+    test = train[:30]
+    result = vaelab.gaussian_baseline(train, test, sigma="per_pixel", per_example=True)
+    mean, sd = train.mean(0), (train - train.mean(0)).square().mean(0).sqrt()
+    expected = -torch.distributions.Normal(mean, sd).log_prob(test).sum((1, 2, 3))
+    torch.testing.assert_close(result["per_example"]["nll"], expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(result["per_example"]["bits_per_dim"], expected / (6 * math.log(2)), rtol=1e-12, atol=0)
+    reversed_nll = vaelab.gaussian_baseline(train, test.flip(0), sigma="per_pixel", per_example=True)["per_example"]["nll"]
+    torch.testing.assert_close(reversed_nll, expected.flip(0), rtol=1e-12, atol=0)
+
+    # the fitted family: the same fit (same train, same seed) scores the reversed test set in reverse
+    fitted = vaelab.pixel_baseline(train.float(), test.float(), likelihood="gaussian", steps=30, batch_size=8,
+                                   per_example=True)
+    fitted_reversed = vaelab.pixel_baseline(train.float(), test.float().flip(0), likelihood="gaussian", steps=30,
+                                            batch_size=8, per_example=True)
+    torch.testing.assert_close(fitted_reversed["per_example"]["nll"], fitted["per_example"]["nll"].flip(0))
+    assert fitted["per_example"]["nll"].std() > 0.1  # the images differ: a per-example score, not a copy of the mean
+
+    binary = (test > 0.5).double()
+    bernoulli = vaelab.pixel_baseline(train, binary, likelihood="bernoulli", per_example=True)
+    p = train.mean(0)
+    expected = -torch.distributions.Bernoulli(probs=p).log_prob(binary).sum((1, 2, 3))
+    torch.testing.assert_close(bernoulli["per_example"]["nll"], expected, rtol=1e-12, atol=0)
+
+    grey = torch.tensor([[0.0, 1.0], [0.0, 128 / 255], [0.0, 1.0]]).reshape(3, 1, 1, 2)
+    pair = torch.tensor([[0.0, 1.0], [0.0, 128 / 255]]).reshape(2, 1, 1, 2)
+    histogram = vaelab.histogram_baseline(grey, pair, pseudocount=0.5, per_example=True)
+    black, white, middle = ((c + 0.5) / (3 + 128) for c in (3, 2, 1))
+    expected = -torch.tensor([math.log(black) + math.log(white), math.log(black) + math.log(middle)], dtype=torch.float64)
+    torch.testing.assert_close(histogram["per_example"]["nll"], expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(vaelab.histogram_baseline(grey, pair.flip(0), pseudocount=0.5, per_example=True)
+                               ["per_example"]["nll"], expected.flip(0), rtol=1e-12, atol=0)

@@ -100,11 +100,51 @@ def test_objectives_of_different_forms_in_one_sweep_equal_separate_fits():
     assert histories[1]["objective"][-1] < histories[0]["objective"][-1] / 5  # the mean convention is another scale
 
 
+SEEDS = [3, 11, 0]
+GREY_LEVELS = (DATA * 255).round() / 255  # on the 8-bit grid, as dequantize=True needs
+
+
+def seeded(seed, likelihood="bernoulli"):
+    return vaelab.mlp_vae(data_shape=SHAPE, hidden=(16,), latent_dim=3, likelihood=likelihood, seed=seed)
+
+
+@pytest.mark.parametrize(
+    "likelihood, data, betas, extra",
+    [
+        ("bernoulli", DATA, None, {}),  # scored outside vmap, each configuration against its own batch
+        ("bernoulli", DATA, [0.5, 1.0, 2.0], dict(binarize="dynamic")),
+        ("gaussian", GREY_LEVELS, None, dict(dequantize=True, max_steps=8)),  # a fixed-sigma buffer: scored inside vmap
+    ],
+    ids=["plain", "binarized", "dequantized"],
+)
+def test_seed_sweep_equals_separate_fits_with_their_own_seeds(likelihood, data, betas, extra):
+    # minibatch order, binarisation or dequantisation, noise, held-out preparation: each from its own seed
+    options = {k: v for k, v in dict(OPTIONS, test_data=data[:32].flip(0), **extra).items() if k != "seed"}
+    models = [seeded(s, likelihood) for s in SEEDS]
+    histories = vaelab.sweep(models, data, seeds=SEEDS, betas=betas, **options)
+    for seed, beta, swept, history in zip(SEEDS, betas or [1.0] * len(SEEDS), models, histories):
+        separate = seeded(seed, likelihood)
+        reference = vaelab.fit(separate, data, objective=vaelab.Objective(beta=beta), seed=seed, **options)
+        assert_same_run(swept, history, separate, reference)
+
+
+def test_seeds_make_runs_of_one_configuration_differ_and_the_sequential_path_takes_them():
+    options = {k: v for k, v in dict(OPTIONS, binarize="dynamic").items() if k != "seed"}
+    same_start = [model() for _ in SEEDS]  # one initialisation: any difference comes from the seeds of the run
+    histories = vaelab.sweep(same_start, DATA, seeds=SEEDS, **options)
+    for a, b in [(0, 1), (1, 2), (0, 2)]:
+        assert not np.allclose(histories[a]["elbo"], histories[b]["elbo"], rtol=1e-3)
+    separately = vaelab.sweep([model() for _ in SEEDS], DATA, seeds=SEEDS, vectorize=False, **options)
+    for seed, history, vectorised in zip(SEEDS, separately, histories):
+        assert history.same_as(vaelab.fit(model(), DATA, seed=seed, **options))
+        np.testing.assert_allclose(history["elbo"], vectorised["elbo"], rtol=1e-4)
+
+
 def test_sweep_shows_fits_keyword_arguments():
     import inspect
 
     shown = inspect.signature(vaelab.sweep).parameters
-    for name in ("objectives", "betas", "test_data", "epochs", "batch_size", "lr", "binarize", "seed", "progress"):
+    for name in ("objectives", "betas", "seeds", "test_data", "epochs", "batch_size", "lr", "binarize", "seed", "progress"):
         assert name in shown
     assert "checkpoint_dir" not in shown and "options" not in shown
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'epoch'; it takes test_data, epochs"):
@@ -165,6 +205,11 @@ def test_a_diverging_configuration_is_named():
         (lambda: [model(), model()], dict(checkpoint_dir="x"), r"sweep does not take checkpoint_dir=.*use vaelab.fit"),
         (lambda: [model(), model()], dict(likelihood="gaussian"), r"likelihood='gaussian' does not match"),
         (lambda: [model(), model()], dict(vectorize="yes"), r"vectorize must be 'auto', True or False; got 'yes'"),
+        (lambda: [model(), model()], dict(seeds=[1]), r"seeds must give one seed per model: 2 models but 1 seeds"),
+        (lambda: [model(), model()], dict(seeds=3), r"seeds must be a list of non-negative ints, one per model; got 3"),
+        (lambda: [model(), model()], dict(seeds=[1, -1]), r"seeds\[1\] must be an integer >= 0, got -1"),
+        (lambda: [model(), model()], dict(seeds=[1, 2.0]), r"seeds\[1\] must be an integer >= 0, got 2.0"),
+        (lambda: [model(), model()], dict(seeds=[1, 2], seed=3), r"pass seed= .* or seeds= \(one per configuration\), not both"),
     ],
 )
 def test_bad_sweeps(models, kwargs, match):

@@ -22,6 +22,7 @@ module                  holds
 ``history``             :class:`History`: what training records
 ``checkpoints``         the checkpoint format and the record that guards resuming
 ``metrics``             held-out estimates and latent diagnostics
+``uncertainty``         paired differences with standard errors; spreads over seeds
 ``plots``               figures (imports matplotlib)
 ``notebook``            :func:`glue`, for quoting computed numbers in the text
 ``scale``               the scale switch (``VAELAB_SCALE``)
@@ -73,10 +74,12 @@ from .scale import by_scale, get_scale
 from .schedules import Schedule, capacity, constant, cyclical, delayed_linear, linear, staircase
 from .sweep import sweep
 from .train import fit
+from .uncertainty import Comparison, Spread, compare, spread
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "History",
     "GaussianHead",
     "LossReport",
@@ -84,6 +87,7 @@ __all__ = [
     "PIController",
     "Schedule",
     "SentenceVAE",
+    "Spread",
     "TrainingDiverged",
     "VAE",
     "VAEOutput",
@@ -103,6 +107,7 @@ __all__ = [
     "by_scale",
     "capacity",
     "check_loss",
+    "compare",
     "cb_log_norm",
     "cb_logits_from_mean",
     "cb_mean",
@@ -135,6 +140,7 @@ __all__ = [
     "perplexity",
     "pick_device",
     "reduce_loss",
+    "spread",
     "staircase",
     "stored_glue",
     "sweep",
@@ -144,7 +150,7 @@ __all__ = [
 #: Submodules reachable as attributes after a plain ``import vaelab`` (imported on first use).
 SUBMODULES = (
     "batching", "checkpoints", "control", "data", "divergences", "engine", "history", "ledger", "likelihoods", "metrics",
-    "models", "notebook", "objective", "plots", "scale", "schedules", "sweep", "train",
+    "models", "notebook", "objective", "plots", "scale", "schedules", "sweep", "train", "uncertainty",
 )
 
 

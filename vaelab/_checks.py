@@ -151,6 +151,13 @@ def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_flag(name: str, value) -> bool:
+    """Require ``True`` or ``False`` (a keyword such as ``per_example``)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_choice(name: str, value, choices: Sequence[str]) -> str:
     """Require one of a fixed set of strings."""
     if value not in choices:

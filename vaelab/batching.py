@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import re
 
 import torch
 
@@ -19,14 +21,53 @@ __all__ = [
 
 
 def pick_device(device=None) -> torch.device:
-    """The given device, else CUDA, then Apple MPS, then CPU."""
+    """The device a run uses: ``device`` if given, else ``$VAELAB_DEVICE`` if set, else CUDA, then Apple MPS, then CPU.
+
+    ``VAELAB_DEVICE`` (``cpu``, ``cuda``, ``cuda:N`` or ``mps``; empty means unset)
+    replaces the automatic choice in every call that passes no ``device``, notebooks
+    included. Its purpose: the book's stored numbers were computed on a CPU, and a GPU's
+    kernels add in another order, a rounding difference that training amplifies; a reader
+    on a GPU machine reproduces them with ``VAELAB_DEVICE=cpu``. A device this machine lacks
+    is an error rather than a silent fallback, so that a run never reports numbers from
+    another device than the one asked for.
+
+    Raises:
+        ValueError: ``VAELAB_DEVICE`` is none of the values above, or names a device
+            that is not available here (CUDA without a CUDA build or GPU, a CUDA index
+            beyond the GPUs present, MPS without Apple silicon).
+    """
     if device is not None:
         return torch.device(device)
+    named = os.environ.get("VAELAB_DEVICE", "").strip()
+    if named:
+        return _environment_device(named)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _environment_device(value: str) -> torch.device:
+    """The device ``VAELAB_DEVICE=value`` names, checked to exist on this machine."""
+    match = re.fullmatch(r"cpu|mps|cuda(?::(\d+))?", value)
+    if match is None:
+        raise ValueError(
+            f"VAELAB_DEVICE={value!r} is not a device vaelab takes; use cpu, cuda, cuda:N (N = 0, 1, ...) or mps, "
+            "or leave it unset for the automatic choice (CUDA, then MPS, then CPU)"
+        )
+    found = None
+    if value.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            found = "CUDA, but torch.cuda.is_available() is False here (no GPU, or a CPU-only build of torch)"
+        elif int(match[1] or 0) >= count:
+            found = f"CUDA device {match[1]}, but this machine has {count} (cuda:0 to cuda:{count - 1})"
+    elif value == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        found = "Apple's MPS, which is not available on this machine"
+    if found is not None:
+        raise ValueError(f"VAELAB_DEVICE={value!r} asks for {found}; unset it, or set VAELAB_DEVICE=cpu")
+    return torch.device(value)
 
 
 def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, ...]:

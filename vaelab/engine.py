@@ -1,7 +1,8 @@
 """The machinery that :func:`vaelab.fit` and :func:`vaelab.sweep` share.
 
 * :func:`plan_run` checks a run's data and settings before the first step (types, dtypes,
-  shapes, ranges, the forms students pass) and moves model and data to the device.
+  shapes, ranges, the forms students pass) and moves model and data to the device;
+  :func:`heldout_tensors` prepares the held-out set as a run with a given seed scores it.
 * :func:`minibatches` yields every step's batch and noise from counter-based generators:
   the data order, the binarisation and the noise depend only on ``(seed, epoch, step)``,
   which is what makes a resumed run, and each configuration of a sweep, equal to one
@@ -28,7 +29,10 @@ from .history import History, TrainingDiverged
 from .metrics import elbo as heldout_elbo
 from .metrics import rate_distortion
 
-__all__ = ["BUCKET_SIZE", "Plan", "epoch_images", "epoch_record", "init_scales", "make_adam", "minibatches", "plan_run", "progress_bar"]
+__all__ = [
+    "BUCKET_SIZE", "Plan", "epoch_images", "epoch_record", "heldout_tensors", "init_scales", "make_adam", "minibatches",
+    "plan_run", "progress_bar",
+]
 
 
 @dataclasses.dataclass
@@ -111,12 +115,7 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
     test_tensors = None
     if test_data is not None:
         test_tensors = tuple(t.to(device) for t in training_tensors(model, test_data, "test_data"))
-        if binarize == "dynamic":
-            fixed = generator(seed, "binarize-test", device=device)
-            test_tensors = (binarize_images(test_tensors[0], method="sample", generator=fixed),) + test_tensors[1:]
-        if dequantize and on_level_grid(test_tensors[0]):
-            fixed = generator(seed, "dequantize-test", device=device)
-            test_tensors = (dequantize_images(test_tensors[0], generator=fixed),) + test_tensors[1:]
+        test_tensors = heldout_tensors(test_tensors, binarize=binarize, dequantize=dequantize, seed=seed)
     if dequantize and not on_level_grid(tensors[0]):
         raise ValueError(
             "dequantize=True needs the training images as grey levels k / 255, as vaelab's loaders return them; "
@@ -129,6 +128,25 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
         total_steps = min(total_steps, check_positive_int("max_steps", max_steps))
     return Plan(device, tensors, test_tensors, batch_size, lr, binarize, dequantize, steps_per_epoch, total_steps,
                 bucket_size)
+
+
+def heldout_tensors(tensors: tuple, *, binarize: str | None, dequantize: bool, seed: int) -> tuple:
+    """The held-out tensors as a run with ``seed`` scores them: binarised or dequantised once, from ``seed``.
+
+    ``tensors[0]`` are the images, on the run's device. With ``binarize="dynamic"`` they
+    are binarised with the generator of ``(seed, "binarize-test")``; images that are binary
+    already come out as they went in. With ``dequantize=True``, images on the grey-level
+    grid are dequantised with the generator of ``(seed, "dequantize-test")``, and others
+    (dequantised already) stay as they are. Otherwise ``tensors`` is returned as it is.
+    """
+    device = tensors[0].device
+    if binarize == "dynamic":
+        fixed = generator(seed, "binarize-test", device=device)
+        tensors = (binarize_images(tensors[0], method="sample", generator=fixed),) + tensors[1:]
+    if dequantize and on_level_grid(tensors[0]):
+        fixed = generator(seed, "dequantize-test", device=device)
+        tensors = (dequantize_images(tensors[0], generator=fixed),) + tensors[1:]
+    return tensors
 
 
 def epoch_images(plan: Plan, *, seed: int, epoch: int) -> tuple:

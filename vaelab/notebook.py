@@ -21,6 +21,8 @@ BOOK_URL = "https://raw.githubusercontent.com/vaelab/vaelab/main/book/"
 
 
 def _shown(value) -> str:
+    if hasattr(value, "_repr_pretty_"):  # vaelab.compare / spread results: the text a chapter quotes
+        return str(value)
     if isinstance(value, numbers.Integral):
         return f"{int(value)}"
     if isinstance(value, numbers.Real):

@@ -9,11 +9,13 @@ one Adam over the stacked tensors. On a CPU this removes most of the per-step ov
 of separate runs; on a GPU, where a small model cannot fill the device, it also fills it.
 
 Every configuration sees the minibatches, the binarisation and the noise that
-:func:`vaelab.fit` with the same ``seed`` would give it, so each result equals a separate
-``fit`` of that configuration up to floating-point rounding (tests/test_sweep.py).
+:func:`vaelab.fit` with the same ``seed`` (or, given ``seeds``, with its own seed) would
+give it, so each result equals a separate ``fit`` of that configuration up to
+floating-point rounding (tests/test_sweep.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 
@@ -21,10 +23,10 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from ._checks import no_validation
-from .batching import pick_device
+from ._checks import check_positive_int, no_validation
+from .batching import pick_device, training_tensors
 from .checkpoints import model_fingerprint
-from .engine import epoch_record, init_scales, make_adam, minibatches, plan_run, progress_bar
+from .engine import Plan, epoch_record, heldout_tensors, init_scales, make_adam, minibatches, plan_run, progress_bar
 from .history import History, StepLog
 from .models import VAE
 from .objective import Objective
@@ -99,6 +101,19 @@ def _objectives(objectives, betas, count: int) -> list[Objective]:
     return objectives
 
 
+def _seeds(seeds, count: int, options: dict) -> list[int] | None:
+    """``seeds`` checked: ``None``, or one non-negative int per configuration (and then no ``seed=``)."""
+    if seeds is None:
+        return None
+    if "seed" in options:
+        raise ValueError("pass seed= (one seed shared by every configuration) or seeds= (one per configuration), not both")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+        raise ValueError(f"seeds must be a list of non-negative ints, one per model; got {seeds!r}")
+    if len(seeds) != count:
+        raise ValueError(f"seeds must give one seed per model: {count} models but {len(seeds)} seeds")
+    return [check_positive_int(f"seeds[{c}]", seed, minimum=0) for c, seed in enumerate(seeds)]
+
+
 #: fit's keyword arguments that a sweep shares between its configurations, as Parameters.
 _SHARED = [p for p in inspect.signature(fit).parameters.values() if p.kind is p.KEYWORD_ONLY and p.name not in _FIT_ONLY]
 
@@ -170,7 +185,41 @@ def _vectorised_pays(model, device: torch.device) -> bool:
     return not (convolutional and device.type == "cpu")
 
 
-def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **options) -> list[History]:
+def _configuration_plans(plan: Plan, model, test_data, seeds) -> list[Plan]:
+    """One plan per seed, each holding the held-out set as a fit with that seed prepares it."""
+    if plan.test_tensors is None:
+        return [plan] * len(seeds)
+    raw = tuple(t.to(plan.device) for t in training_tensors(model, test_data, "test_data"))
+    return [dataclasses.replace(plan, test_tensors=heldout_tensors(
+        raw, binarize=plan.binarize, dequantize=plan.dequantize, seed=seed)) for seed in seeds]
+
+
+def _init_scales(models, plan: Plan, seeds: list[int]) -> None:
+    """:func:`init_scales` for each model from the first epoch of its own seed, once per distinct seed."""
+    for seed in dict.fromkeys(seeds):
+        init_scales([m for m, s in zip(models, seeds) if s == seed], plan, seed=seed)
+
+
+def _stream(plan: Plan, *, seed: int, seeds: list[int] | None, latent_dim: int):
+    """Yield ``(step, epoch, x, eps)`` for every step.
+
+    Without ``seeds``: the minibatch ``x`` (batch, ...) and noise ``eps`` (batch, latent_dim)
+    of ``fit(..., seed=seed)``, shared by every configuration. With ``seeds``: each
+    configuration's own, stacked, ``(C, batch, ...)`` and ``(C, batch, latent_dim)``; the C
+    streams of :func:`minibatches` share one plan, so they run in lockstep.
+    """
+    if seeds is None:
+        for step, epoch, batch, eps, _ in minibatches(plan, seed=seed, start_step=0, latent_dim=latent_dim):
+            yield step, epoch, batch[0], eps
+        return
+    streams = [minibatches(plan, seed=s, start_step=0, latent_dim=latent_dim) for s in seeds]
+    for draws in zip(*streams):
+        step, epoch = draws[0][:2]
+        x = torch.stack([batch[0] for _, _, batch, _, _ in draws])
+        yield step, epoch, x, torch.stack([eps for _, _, _, eps, _ in draws])
+
+
+def sweep(models, data, *, objectives=None, betas=None, seeds=None, vectorize="auto", **options) -> list[History]:
     """Train one model per configuration as one vectorised ensemble; one :class:`History` each.
 
     Configuration ``c`` is ``models[c]`` trained with ``objectives[c]`` (a
@@ -181,6 +230,22 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
     ``sweep(models, data, betas=betas, seed=s)`` trains what
     ``[fit(m, data, objective=Objective(beta=b), seed=s) for m, b in zip(models, betas)]``
     trains, in a fraction of the time.
+
+    What the configurations share. With one ``seed`` (the default), every configuration
+    sees the same minibatch order, the same binarisation or dequantisation of each epoch,
+    the same reparameterisation noise at every step, and the same held-out binarisation or
+    dequantisation and held-out ELBO noise; only the objective and the initial weights differ. That is
+    right for comparing objectives (the comparison is paired), but a spread over models
+    built with different seeds then measures the initialisation alone and understates the
+    run-to-run spread. With ``seeds``, configuration ``c`` draws all of these from
+    ``seeds[c]``: ``sweep(models, data, seeds=seeds)`` trains what
+    ``[fit(m, data, seed=s) for m, s in zip(models, seeds)]`` trains, and nothing is shared
+    but the training data and the held-out images themselves. Models built as
+    ``[vaelab.mlp_vae(..., seed=s) for s in seeds]`` are then independent runs of one
+    configuration, and their spread is the seed spread of separate fits, for the price of
+    one vectorised run. The cost in memory: with ``binarize="dynamic"`` or
+    ``dequantize=True`` each configuration has its own copy of the training images every
+    epoch (``C`` copies instead of one), and with ``test_data`` its own held-out copy.
 
     Equal up to rounding, not bit for bit: the batched kernels add in another order than
     the separate ones, and training amplifies such differences. The tests
@@ -198,6 +263,11 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
             capacity). Or
         betas: ``C`` KL weights (numbers or schedules), each the objective
             ``Objective(beta=...)``. Neither means the ELBO for every model.
+        seeds: ``C`` non-negative ints, one per model, in place of ``seed``: each
+            configuration's minibatch order, binarisation or dequantisation, noise and
+            held-out preparation, as ``fit(..., seed=seeds[c])`` draws them. ``None`` (the
+            default) shares ``seed`` between all configurations. Model weights are not
+            re-initialised: build each model with its own ``seed`` as well.
         vectorize: ``"auto"`` (the default) trains the configurations as one vectorised
             ensemble where that is faster than separate fits, and otherwise one after
             another with :func:`vaelab.fit`, printing a line that says so (today: conv
@@ -205,8 +275,8 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
             forces one way; both give the same results up to rounding.
         **options: ``test_data``, ``epochs``, ``batch_size``, ``lr``, ``likelihood``,
             ``binarize``, ``dequantize``, ``seed``, ``device``, ``max_steps``, ``sync_every``, ``progress``:
-            as in :func:`vaelab.fit`, shared by all configurations. (No checkpoints and no
-            gradient clipping: use ``fit`` for those.)
+            as in :func:`vaelab.fit`, shared by all configurations (``seed`` only without
+            ``seeds``). (No checkpoints and no gradient clipping: use ``fit`` for those.)
 
     Returns:
         A list of ``C`` :class:`History`, in the order of ``models``; the models end in eval
@@ -214,16 +284,19 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
 
     Raises:
         ValueError: models that differ in architecture (layers, likelihood, sigma mode), the
-            same model twice, ``objectives``/``betas`` of the wrong length, or any bad argument
-            :func:`vaelab.fit` rejects.
+            same model twice, ``objectives``/``betas``/``seeds`` of the wrong length, a seed that is
+            not an int >= 0, ``seeds`` together with ``seed``, or any bad argument :func:`vaelab.fit`
+            rejects.
         TrainingDiverged: a configuration produced NaN or inf (the message names it).
     """
     models = _check_models(models)
     objectives = _objectives(objectives, betas, len(models))
+    seeds = _seeds(seeds, len(models), options)  # before _options fills in seed's default
     options = _options(options)
     if vectorize not in ("auto", True, False):
         raise ValueError(f"vectorize must be 'auto', True or False; got {vectorize!r}")
     seed, sync_every = options["seed"], options["sync_every"]
+    own_seeds = [seed] * len(models) if seeds is None else seeds
     template = models[0]
     # decided before anything else runs, so that the sequential path costs what separate fits cost
     device = pick_device(options["device"])
@@ -231,16 +304,18 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
         if vectorize == "auto":
             print(f"sweep: {len(models)} configurations trained one after another with fit, which is faster "
                   f"than one vectorised ensemble for this model on {device.type}")
-        return [fit(model, data, objective=objective, **options) for model, objective in zip(models, objectives)]
+        return [fit(model, data, objective=objective, **dict(options, seed=s))
+                for model, objective, s in zip(models, objectives, own_seeds)]
     plan = plan_run(
         template, data, test_data=options["test_data"], epochs=options["epochs"], batch_size=options["batch_size"],
         lr=options["lr"], likelihood=options["likelihood"], binarize=options["binarize"],
         dequantize=options["dequantize"], device=device, max_steps=options["max_steps"],
-        sync_every=sync_every, seed=seed, bucket_size=options["bucket_size"],
+        sync_every=sync_every, seed=own_seeds[0], bucket_size=options["bucket_size"],
     )
     for model in models[1:]:
         model.to(plan.device)
-    init_scales(models, plan, seed=seed)
+    plans = [plan] * len(models) if seeds is None else _configuration_plans(plan, template, options["test_data"], seeds)
+    _init_scales(models, plan, own_seeds)
     host_weights = np.stack([o.betas(plan.total_steps) for o in objectives], axis=1)  # (steps, C), float64
     dtype = next(template.parameters()).dtype
     loss_weights = torch.as_tensor(host_weights, device=plan.device).to(dtype)  # fit multiplies by a float in the model's precision
@@ -270,7 +345,7 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
         out = functional_call(template, (parameters, buffers), (x, eps), {"score": not score_stacked})
         return (out.params if score_stacked else out.log_px), out.kl_per_dim
 
-    all_forwards = vmap(one_forward, in_dims=(0, 0, None, None))
+    all_forwards = vmap(one_forward, in_dims=(0, 0, None, None) if seeds is None else 0)
     group_losses = [
         vmap(lambda log_px, kl, weight, target, objective=objective: objective.loss(
             log_px, kl, data_dim=template.data_dim, beta=weight,
@@ -296,10 +371,10 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
     def all_configurations(parameters, buffers, weight, target, x, eps):
         scores, kl_per_dim = all_forwards(parameters, buffers, x, eps)
         weight = adapt(weight, kl_per_dim)
-        if score_stacked:  # (C, batch, ...) decoder parameters against the batch repeated C times
-            repeated = x.expand(count, *x.shape).flatten(0, 1)
+        if score_stacked:  # (C, batch, ...) decoder parameters against each configuration's batch, or the one repeated
+            flat_x = x.flatten(0, 1) if seeds is not None else x.expand(count, *x.shape).flatten(0, 1)
             flat = {name: value.flatten(0, 1) for name, value in scores.items()}
-            scores = template.head.log_prob(repeated, flat).view(count, x.shape[0])
+            scores = template.head.log_prob(flat_x, flat).view(count, -1)
         if len(groups) == 1:
             return group_losses[0](scores, kl_per_dim, weight, target), scores, kl_per_dim, weight
         losses = [
@@ -319,10 +394,10 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
         )
         template.train()
         with no_validation():
-            for step, epoch, batch, eps, _ in minibatches(plan, seed=seed, start_step=0, latent_dim=template.latent_dim):
+            for step, epoch, x, eps in _stream(plan, seed=seed, seeds=seeds, latent_dim=template.latent_dim):
                 losses, log_px, kl_per_dim, weight = all_configurations(
                     stack.parameters(), stack.buffers, loss_weights[step], None if targets is None else targets[step],
-                    batch[0], eps,
+                    x, eps,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # the configurations share no parameters: each gets its own gradient
@@ -331,9 +406,9 @@ def sweep(models, data, *, objectives=None, betas=None, vectorize="auto", **opti
                 step += 1
                 if step % plan.steps_per_epoch == 0:
                     log.sync()
-                    for model, history in zip(models, histories):
+                    for model, own_plan, own_seed, history in zip(models, plans, own_seeds, histories):
                         history.append_epoch(
-                            epoch_record(model, plan, seed=seed, epoch=epoch, step=step, history=history)
+                            epoch_record(model, own_plan, seed=own_seed, epoch=epoch, step=step, history=history)
                         )
                 elif log.full:
                     log.sync()

@@ -103,7 +103,8 @@ def fit(
             longest sentence. It saves the work on padding (about threefold on PTB) and
             depends only on ``(seed, epoch)``. ``None`` is 50 for sentences; 1 shuffles
             without sorting (batches are still trimmed). Images take no ``bucket_size``.
-        device: ``None`` picks CUDA, then MPS, then CPU.
+        device: ``None`` picks ``$VAELAB_DEVICE`` if set, else CUDA, then MPS, then CPU
+            (:func:`vaelab.pick_device`).
         clip_grad_norm: clip the global gradient norm to this value.
         checkpoint_dir: where ``latest.pt`` is written every ``checkpoint_every`` steps and
             at the end. With ``resume=True`` an existing one is continued from, but only

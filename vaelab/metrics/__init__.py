@@ -15,6 +15,10 @@
 The ELBO, the importance-weighted estimate and the latent diagnostics measure sentence
 VAEs too, given :class:`vaelab.data.Sentences`; sentences are batched by length.
 
+The ELBO, the importance-weighted estimate and the baselines take ``per_example=True``
+to return each held-out example's score as well (``result["per_example"]``, in data
+order), for the paired comparisons of :func:`vaelab.compare`.
+
 All of them work on whole tensors on the model's device, a batch of examples at a time.
 The modules: :mod:`~vaelab.metrics.estimates` (likelihood estimates),
 :mod:`~vaelab.metrics.latents` (latent diagnostics), :mod:`~vaelab.metrics.disentanglement`,

@@ -13,6 +13,11 @@ its code.
   maximum likelihood with Adam.
 * :func:`histogram_baseline`: a 256-level histogram per pixel: the best any
   input-ignoring model of 8-bit pixels can do, up to its smoothing.
+
+Each takes ``per_example=True`` to add ``"per_example"``: ``{"nll", "bits_per_dim"}``, each
+a ``(N,)`` float64 CPU tensor over the test images in their order, whose mean is the float
+of the same name, for a paired comparison with a VAE scored on the same images
+(:func:`vaelab.compare`).
 """
 from __future__ import annotations
 
@@ -20,13 +25,23 @@ import math
 
 import torch
 
-from .._checks import check_choice, check_positive, check_positive_int, check_tensor, level_index, no_validation
+from .._checks import (
+    check_choice, check_flag, check_positive, check_positive_int, check_tensor, level_index, no_validation,
+)
 from ..batching import batch_slices, generator
 from ..likelihoods import gaussian_log_prob, mean_image_fit
 from ..models.heads import make_head
 from .estimates import bits_per_dim
 
 __all__ = ["gaussian_baseline", "histogram_baseline", "pixel_baseline"]
+
+
+def _scores(nll_each: torch.Tensor, data_dim: int, levels: int | None, per_example: bool) -> dict:
+    """``{"per_example": {"nll", "bits_per_dim"}}`` from each test image's nll, or nothing."""
+    if not per_example:
+        return {}
+    nll_each = nll_each.detach().double().cpu()
+    return {"per_example": {"nll": nll_each, "bits_per_dim": bits_per_dim(nll_each, data_dim, levels=levels)}}
 
 
 def _pair(train, test):
@@ -39,7 +54,8 @@ def _pair(train, test):
 
 
 @torch.no_grad()
-def gaussian_baseline(train, test, *, sigma: str = "shared", levels: int | None = None) -> dict:
+def gaussian_baseline(train, test, *, sigma: str = "shared", levels: int | None = None,
+                      per_example: bool = False) -> dict:
     """A Gaussian per pixel that ignores the input, fitted to ``train`` and scored on ``test``.
 
     The mean is the training set's mean image; the variance is the mean squared deviation
@@ -52,21 +68,26 @@ def gaussian_baseline(train, test, *, sigma: str = "shared", levels: int | None 
         train, test: images ``(N, *shape)``, floating point; dequantised when ``levels`` is given.
         sigma: ``"shared"`` or ``"per_pixel"``.
         levels: as in :func:`iw_log_likelihood`.
+        per_example: also return each test image's scores (see the module's docstring).
 
     Returns:
         ``{"nll": float, "bits_per_dim": float, "sigma": tensor}``: nats per test example,
-        bits per dimension, and the fitted sigma (0-dim, or one per pixel; data units).
+        bits per dimension, and the fitted sigma (0-dim, or one per pixel; data units);
+        with ``per_example=True`` also ``"per_example"``: ``{"nll", "bits_per_dim"}``, ``(N,)`` each.
     """
+    per_example = check_flag("per_example", per_example)
     check_choice("sigma", sigma, ("shared", "per_pixel"))
     _pair(train, test)
     train, test = train.detach().cpu().double(), test.detach().cpu().double()  # float64: on the CPU (MPS has none)
     mean, log_sigma = mean_image_fit(train, per_pixel=sigma == "per_pixel")
-    nll = -float(gaussian_log_prob(test, mean.expand_as(test), log_sigma).mean())
-    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, mean.numel(), levels=levels), "sigma": log_sigma.exp().float()}
+    log_px = gaussian_log_prob(test, mean.expand_as(test), log_sigma)
+    nll = -float(log_px.mean())
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, mean.numel(), levels=levels), "sigma": log_sigma.exp().float(),
+            **_scores(-log_px, mean.numel(), levels, per_example)}
 
 
 def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, steps: int = 600,
-                   batch_size: int = 1000, lr: float = 0.05, seed: int = 0) -> dict:
+                   batch_size: int = 1000, lr: float = 0.05, seed: int = 0, per_example: bool = False) -> dict:
     """The best input-ignoring model of one decoder family: the same distribution for every
     image, with its own parameters for each pixel, fitted by maximum likelihood.
 
@@ -86,16 +107,19 @@ def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, s
         levels: as in :func:`vaelab.iw_log_likelihood`: 256 for dequantised 8-bit data,
             ``None`` for the discretised logistic, whose result is already a probability.
         steps, batch_size, lr, seed: the fit (Adam on a fixed sequence of minibatches).
+        per_example: also return each test image's scores (see the module's docstring).
 
     Returns:
         ``{"nll": float, "bits_per_dim": float, "params": dict}``: nats per test image, bits
-        per dimension, and the fitted distribution's parameters, each ``shape``.
+        per dimension, and the fitted distribution's parameters, each ``shape``; with
+        ``per_example=True`` also ``"per_example"``: ``{"nll", "bits_per_dim"}``, ``(N,)`` each.
     """
+    per_example = check_flag("per_example", per_example)
     check_choice("likelihood", likelihood,
                  ("bernoulli", "continuous_bernoulli", "beta", "gaussian", "discretized_logistic"))
     _pair(train, test)
     if likelihood == "bernoulli":
-        return _bernoulli_baseline(train, test)
+        return _bernoulli_baseline(train, test, per_example=per_example)
     steps, batch_size = check_positive_int("steps", steps), check_positive_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
     shape = tuple(train.shape[1:])
@@ -119,16 +143,20 @@ def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, s
             decay.step()
         with torch.no_grad():
             total = 0.0
+            log_px = torch.empty(test.shape[0], dtype=torch.float64)
             for index in batch_slices(test.shape[0], batch_size):
                 x = test[index].to(train.device)
-                total += float(head.log_prob(x, head.params(raw.expand(x.shape[0], *raw.shape))).double().sum())
+                batch_log_px = head.log_prob(x, head.params(raw.expand(x.shape[0], *raw.shape))).double()
+                total += float(batch_log_px.sum())
+                log_px[index] = batch_log_px.cpu()
             fitted = {name: value[0] for name, value in head.params(raw.unsqueeze(0)).items()}
     nll = -total / test.shape[0]
-    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, math.prod(shape), levels=levels), "params": fitted}
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, math.prod(shape), levels=levels), "params": fitted,
+            **_scores(-log_px, math.prod(shape), levels, per_example)}
 
 
 @torch.no_grad()
-def _bernoulli_baseline(train, test) -> dict:
+def _bernoulli_baseline(train, test, *, per_example: bool) -> dict:
     """Each pixel Bernoulli with its mean over ``train``: the maximum-likelihood input-ignoring model."""
     if not bool(((test == 0) | (test == 1)).all()):
         raise ValueError(
@@ -137,12 +165,15 @@ def _bernoulli_baseline(train, test) -> dict:
         )
     p = train.detach().double().mean(0).clamp(1e-6, 1 - 1e-6).to(test.device)
     x = test.double()
-    nll = -float((x * p.log() + (1 - x) * (-p).log1p()).flatten(1).sum(1).mean())
-    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, p.numel()), "params": {"probs": p.float()}}
+    log_px = (x * p.log() + (1 - x) * (-p).log1p()).flatten(1).sum(1)
+    nll = -float(log_px.mean())
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, p.numel()), "params": {"probs": p.float()},
+            **_scores(-log_px, p.numel(), None, per_example)}
 
 
 @torch.no_grad()
-def histogram_baseline(train, test, *, levels: int = 256, pseudocount: float = 1.0) -> dict:
+def histogram_baseline(train, test, *, levels: int = 256, pseudocount: float = 1.0,
+                       per_example: bool = False) -> dict:
     """A histogram of the ``levels`` grey levels per pixel, from the training images.
 
     ``P(pixel i = k) = (count_ik + a) / (N + levels * a)`` with the pseudocount ``a`` (add-one
@@ -156,10 +187,13 @@ def histogram_baseline(train, test, *, levels: int = 256, pseudocount: float = 1
         train, test: grey levels ``k / (levels - 1)``, images ``(N, *shape)``.
         levels: number of grey levels.
         pseudocount: ``a`` > 0.
+        per_example: also return each test image's scores (see the module's docstring).
 
     Returns:
-        ``{"nll": float, "bits_per_dim": float}``, nats per test image and bits per dimension.
+        ``{"nll": float, "bits_per_dim": float}``, nats per test image and bits per dimension;
+        with ``per_example=True`` also ``"per_example"``: ``{"nll", "bits_per_dim"}``, ``(N,)`` each.
     """
+    per_example = check_flag("per_example", per_example)
     _pair(train, test)
     levels = check_positive_int("levels", levels, minimum=2)
     pseudocount = check_positive("pseudocount", pseudocount)
@@ -169,5 +203,7 @@ def histogram_baseline(train, test, *, levels: int = 256, pseudocount: float = 1
     counts = torch.zeros(pixels, levels, dtype=torch.float64)
     counts.scatter_add_(1, k_train.T.contiguous(), torch.ones_like(k_train.T, dtype=torch.float64))
     log_p = (counts + pseudocount).log() - math.log(train.shape[0] + levels * pseudocount)
-    nll = -float(log_p.gather(1, k_test.T.contiguous()).sum()) / test.shape[0]
-    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, pixels)}
+    log_p_test = log_p.gather(1, k_test.T.contiguous())  # (pixels, N)
+    nll = -float(log_p_test.sum()) / test.shape[0]
+    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, pixels),
+            **_scores(-log_p_test.sum(0), pixels, None, per_example)}

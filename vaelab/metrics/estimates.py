@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .._checks import check_positive_int, no_validation
+from .._checks import check_flag, check_positive_int, no_validation
 from ..batching import as_tensors, generator, is_text
 from .posterior import checked_images, checked_inputs, evaluating, example_batches, model_device
 
@@ -20,7 +20,7 @@ _NOISE_BLOCK = 64
 
 
 @torch.no_grad()
-def elbo(model, data, *, batch_size: int = 1000, seed: int = 0) -> dict:
+def elbo(model, data, *, batch_size: int = 1000, seed: int = 0, per_example: bool = False) -> dict:
     """Single-sample held-out ELBO, with its two terms.
 
     One ``z`` per example, drawn from a generator seeded by ``seed`` and the batch index,
@@ -32,26 +32,40 @@ def elbo(model, data, *, batch_size: int = 1000, seed: int = 0) -> dict:
         batch_size: examples per forward pass (memory only; the result does not depend on it
             beyond the noise draw).
         seed: noise seed.
+        per_example: also return each example's terms, for paired comparisons
+            (:func:`vaelab.compare`).
 
     Returns:
         ``{"elbo", "recon", "kl"}`` as floats: ``elbo = -(recon + kl)``, where ``recon`` is
         ``-E log p(x|z)`` and ``kl`` is ``KL(q(z|x) || p(z))``, each averaged over ``data``
         (nats per example: per image, or per sentence). For sentences also ``"perplexity"``,
-        the bound :func:`perplexity` gives from ``-elbo``.
+        the bound :func:`perplexity` gives from ``-elbo``. With ``per_example=True`` also
+        ``"per_example"``: ``{"elbo", "recon", "kl"}``, each a ``(N,)`` float64 CPU tensor
+        in the order of ``data`` (nats per image, or per sentence), whose mean is the float
+        of the same name.
     """
+    per_example = check_flag("per_example", per_example)
     tensors = checked_inputs(model, data)
     device = model_device(model)
     n = tensors[0].shape[0]
     recon_total = torch.zeros((), dtype=torch.float64, device=device)
     kl_total = torch.zeros((), dtype=torch.float64, device=device)
+    if per_example:
+        recon_each = torch.empty(n, dtype=torch.float64)
+        kl_each = torch.empty(n, dtype=torch.float64)
     with evaluating(model):
-        for _, out in _single_samples(model, tensors, batch_size=batch_size, seed=seed):
+        for index, _, out in _single_samples(model, tensors, batch_size=batch_size, seed=seed):
             recon_total += -out.log_px.double().sum()
             kl_total += out.kl_per_dim.double().sum()
+            if per_example:
+                recon_each[index] = -out.log_px.double().cpu()
+                kl_each[index] = out.kl_per_dim.double().sum(1).cpu()
     recon, kl = float(recon_total) / n, float(kl_total) / n
     result = {"elbo": -(recon + kl), "recon": recon, "kl": kl}
     if is_text(model):
         result["perplexity"] = perplexity(-result["elbo"], tensors)
+    if per_example:
+        result["per_example"] = {"elbo": -(recon_each + kl_each), "recon": recon_each, "kl": kl_each}
     return result
 
 
@@ -81,15 +95,16 @@ def perplexity(nll: float, data) -> float:
 
 
 def _single_samples(model, tensors: tuple, *, batch_size: int, seed: int):
-    """Yield ``(batch, out)``: one forward pass per batch, with one ``z`` per example drawn from
+    """Yield ``(index, batch, out)``: one forward pass per batch (``index`` selects its examples,
+    as in :func:`vaelab.metrics.posterior.example_batches`), with one ``z`` per example drawn from
     a generator seeded by ``(seed, batch index)``, the noise :func:`elbo` and
     :func:`rate_distortion` share (sentences come in batches of similar length, see
     :func:`vaelab.metrics.posterior.example_batches`)."""
     device = model_device(model)
-    for i, (_, batch) in enumerate(example_batches(model, tensors, batch_size)):
+    for i, (index, batch) in enumerate(example_batches(model, tensors, batch_size)):
         gen = generator(seed, "elbo", i, device=device)
         eps = torch.randn(batch[0].shape[0], model.latent_dim, generator=gen, device=device)
-        yield batch, model(*batch, eps)
+        yield index, batch, model(*batch, eps)
 
 
 class _ImportanceNoise:
@@ -133,7 +148,7 @@ def default_k_chunk(device: torch.device, *, text: bool = False, batch_size: int
 @torch.no_grad()
 def iw_log_likelihood(
     model, data, *, k: int = 5000, batch_size: int = 100, k_chunk: int | None = None, seed: int = 0,
-    levels: int | None = None,
+    levels: int | None = None, per_example: bool = False,
 ) -> dict:
     """Importance-weighted estimate of ``log p(x)`` (Burda, Grosse & Salakhutdinov 2016, Eq. 8).
 
@@ -169,6 +184,16 @@ def iw_log_likelihood(
     is a decoder pass over the sentence, so ``k`` of a few hundred is the practical range
     on a CPU.
 
+    **Per example.** With ``per_example=True`` the result adds ``"per_example"``, each
+    example's share of the figures in the order of ``data``, for paired comparisons of two
+    models on the same examples (:func:`vaelab.compare`): ``{"nll", "bits_per_dim"}`` for
+    images, each a ``(N,)`` float64 CPU tensor whose mean is the float of the same name
+    (``bits_per_dim`` of one example is its ``nll`` converted as above). For sentences only
+    ``{"nll"}``, nats per sentence: the corpus's bits per token is total nats over total
+    tokens, a ratio of sums, which the mean of per-sentence ratios is not (short sentences
+    would weigh as much as long ones); compare ``nll`` per sentence instead, or weigh by
+    length yourself.
+
     Args:
         model: an image :class:`vaelab.VAE` or a :class:`vaelab.SentenceVAE`.
         data: ``(N, *data_shape)`` images, or sentences, on any device.
@@ -179,11 +204,15 @@ def iw_log_likelihood(
         seed: noise seed.
         levels: the number of grey levels the dequantised ``data`` came from (256 for
             8-bit images), or ``None`` for binary data (or a density on its own scale).
+        per_example: also return each example's ``nll`` (and, for images, ``bits_per_dim``).
 
     Returns:
         ``{"nll": float, "bits_per_dim": float, "log_likelihood": (N,) float64 CPU tensor, "k": int}``:
-        ``nll`` is the mean ``-log p(x)`` in nats per example; ``bits_per_dim`` as above.
+        ``nll`` is the mean ``-log p(x)`` in nats per example; ``bits_per_dim`` as above;
+        ``log_likelihood`` each example's estimate of ``log p(x)``, in the order of ``data``.
+        With ``per_example=True`` also ``"per_example"``, as above.
     """
+    per_example = check_flag("per_example", per_example)
     k = check_positive_int("k", k)
     batch_size = check_positive_int("batch_size", batch_size)
     if levels is not None:
@@ -221,18 +250,34 @@ def iw_log_likelihood(
     nll = -float(result.mean())
     if text:
         per_word = perplexity(nll, tensors)  # exp(nats per token): bits per token is its log2
-        return {"nll": nll, "bits_per_dim": math.log2(per_word), "perplexity": per_word,
-                "log_likelihood": result, "k": k}
-    return {"nll": nll, "bits_per_dim": bits_per_dim(nll, model.data_dim, levels=levels), "log_likelihood": result,
-            "k": k}
+        estimate = {"nll": nll, "bits_per_dim": math.log2(per_word), "perplexity": per_word,
+                    "log_likelihood": result, "k": k}
+        if per_example:
+            estimate["per_example"] = {"nll": -result}
+        return estimate
+    estimate = {"nll": nll, "bits_per_dim": bits_per_dim(nll, model.data_dim, levels=levels), "log_likelihood": result,
+                "k": k}
+    if per_example:
+        estimate["per_example"] = {"nll": -result, "bits_per_dim": bits_per_dim(-result, model.data_dim, levels=levels)}
+    return estimate
 
 
-def bits_per_dim(nll: float, data_dim: int, *, levels: int | None = None) -> float:
+def bits_per_dim(nll, data_dim: int, *, levels: int | None = None):
     """Bits per dimension of ``nll`` nats per example over ``data_dim`` dimensions.
 
     With ``levels`` (dequantised data of that many grey levels, in [0, 1]):
     ``nll / (D ln 2) + log2(levels)``, the bits per pixel of the discrete image; without:
     ``nll / (D ln 2)``.
+
+    Args:
+        nll: a float (nats per example), or a tensor of them, e.g. ``(N,)`` per example.
+        data_dim: ``D``, the dimensions of one example (784 for MNIST).
+        levels: as in :func:`iw_log_likelihood`.
+
+    Returns:
+        a float for a float; for a tensor, a tensor of its shape, element by element (the
+        map is affine, so the mean of per-example bits per dimension is the bits per
+        dimension of the mean ``nll``).
     """
     offset = 0.0 if levels is None else math.log2(check_positive_int("levels", levels, minimum=2))
     return nll / (check_positive_int("data_dim", data_dim) * math.log(2)) + offset
@@ -255,7 +300,7 @@ def rate_distortion(model, data, *, batch_size: int = 1000, seed: int = 0) -> di
     n = tensors[0].shape[0]
     totals = torch.zeros(3, dtype=torch.float64, device=model_device(model))
     with evaluating(model):
-        for (x,), out in _single_samples(model, tensors, batch_size=batch_size, seed=seed):
+        for _, (x,), out in _single_samples(model, tensors, batch_size=batch_size, seed=seed):
             sse = (x - model.head.mean(out.params)).double().square().flatten(1).sum(1)
             totals += torch.stack([out.kl_per_dim.double().sum(), sse.sum(), -out.log_px.double().sum()])
     rate, sse, recon = (totals / n).tolist()
