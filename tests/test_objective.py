@@ -150,7 +150,7 @@ def test_check_loss_reads_practitioners_losses():
         (dict(kl_batch="max", batch_size=10), r"kl_batch must be one of 'sum', 'mean'; got 'max'"),
         (dict(data_dim=0), r"data_dim must be an integer >= 1, got 0"),
         (dict(latent_dim=0), r"latent_dim must be an integer >= 1, got 0"),
-        (dict(recon="bce"), r"recon must be one of 'nll', 'squared_error'; got 'bce'"),
+        (dict(recon="l1"), r"recon must be one of 'nll', 'bce', 'gaussian_nll', 'squared_error', 'mse'; got 'l1'"),
         (dict(recon_batch="sum"), r"batch_size is needed when recon_batch \('sum'\) and kl_batch \('mean'\) differ"),
     ],
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -22,16 +23,19 @@ import torch
 from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 
 __all__ = [
-    "REDUCTIONS", "RECON_KINDS", "LossReport", "beta_from_norm", "beta_norm", "check_loss", "effective_beta",
+    "REDUCTIONS", "RECON_KINDS", "RECON_ALIASES", "LossReport", "beta_from_norm", "beta_norm", "check_loss", "effective_beta",
     "implied_sigma2", "reduce_loss",
 ]
 
 #: The two reductions every convention is built from.
 REDUCTIONS = ("sum", "mean")
 
-#: What the per-pixel reconstruction loss is: a negative log-likelihood (BCE on binary
-#: pixels, a categorical cross-entropy, ...) or a squared error.
-RECON_KINDS = ("nll", "squared_error")
+#: What the per-pixel reconstruction loss is: a negative log-likelihood (a categorical
+#: cross-entropy, ...), a binary cross-entropy (a likelihood on binary pixels only), a
+#: Gaussian negative log-likelihood with the decoder's own sigma, or a squared error.
+RECON_KINDS = ("nll", "bce", "gaussian_nll", "squared_error")
+#: Other spellings :func:`check_loss` accepts.
+RECON_ALIASES = {"mse": "squared_error"}
 
 
 def _reduce_over(term: torch.Tensor, *, dims: str, batch: str, dims_name: str, batch_name: str) -> torch.Tensor:
@@ -217,6 +221,21 @@ def _number(value: float) -> str:
     return f"{value:.4g}" if value != int(value) or abs(value) >= 1e6 else f"{int(value)}"
 
 
+#: Chapter 1's sweep (binarised MNIST, a 784-400-20 MLP VAE, one seed): most of the 20
+#: units switched off between these two values of beta_eff, and none was active at 32.
+COLLAPSE_ONSET = (4.0, 8.0)
+COLLAPSE_COMPLETE = 32.0
+#: The standard deviation of MNIST's pixels in [0, 1] (torchvision's usual 0.3081).
+MNIST_PIXEL_STD = 0.3081
+
+_KIND_NAMES = {
+    "nll": "negative log-likelihood",
+    "bce": "binary cross-entropy",
+    "gaussian_nll": "Gaussian negative log-likelihood (with the decoder's own σ)",
+    "squared_error": "squared error",
+}
+
+
 @dataclass(frozen=True, repr=False)
 class LossReport:
     """What a VAE loss, as written, weights the KL by: the result of :func:`check_loss`.
@@ -232,7 +251,12 @@ class LossReport:
             implies, ``beta_eff / 2`` in squared data units (:func:`implied_sigma2`);
             ``None`` for a negative log-likelihood.
         sigma: ``sqrt(sigma2)`` in data units, or ``None``.
-        convention: the arguments of :func:`check_loss` that describe the loss.
+        convention: the arguments of :func:`check_loss` that describe the loss
+            (``recon`` as one of :data:`RECON_KINDS`, and the keywords of
+            :func:`effective_beta`).
+        binary: whether the data are binary (0/1), as given to :func:`check_loss`, or
+            ``None`` if not said.
+        data_std: the data's own standard deviation (data units), as given, or ``None``.
     """
 
     beta_eff: float
@@ -240,19 +264,100 @@ class LossReport:
     sigma2: float | None
     sigma: float | None
     convention: dict
+    binary: bool | None = None
+    data_std: float | None = None
 
     def _described(self) -> str:
         c = self.convention
-        kind = "squared error" if c["recon"] == "squared_error" else "negative log-likelihood"
         over = {"sum": "summed", "mean": "averaged"}
 
         def term(weight, name, dims, n, what, batch):
             return f"{_number(weight)} × {name} {over[dims]} over the {n} {what} and {over[batch]} over the batch"
 
-        recon = term(c["recon_weight"], f"the per-dimension {kind}", c["recon_dims"], f'{c["data_dim"]:,}',
-                     "data dimensions (N, pixels times channels)", c["recon_batch"])
+        recon = term(c["recon_weight"], f"the per-dimension {_KIND_NAMES[c['recon']]}", c["recon_dims"],
+                     f'{c["data_dim"]:,}', "data dimensions (N, pixels times channels)", c["recon_batch"])
         kl = term(c["kl_weight"], "the KL", c["kl_dims"], c["latent_dim"], "latents (M)", c["kl_batch"])
         return f"The loss is {recon}, plus {kl}."
+
+    def _squared_error_verdict(self) -> list[str]:
+        text = [
+            f"A squared error is a Gaussian log-likelihood with a fixed variance: up to that factor and a "
+            f"constant, this is the negative ELBO of a Gaussian decoder with σ² = β_eff / 2 = {self.sigma2:.4g} "
+            f"(σ = {self.sigma:.3g} in data units). So the KL weight is set by that variance "
+            "(β_eff = 2σ² against the summed squared error): the larger σ, the more of the image the "
+            "decoder may treat as noise and the more the KL term wins (chapter 2). β_norm alone does not "
+            "describe such a loss; σ does."
+        ]
+        if self.data_std is None:
+            text.append(
+                f"Compare σ with the spread of your data: pixels in [0, 1] have a standard deviation of at most "
+                f"0.5 (MNIST's is about {MNIST_PIXEL_STD:.2f}), and a σ near or above the data's own spread "
+                "tells the decoder that the images are mostly noise, so the code collapses. Pass data_std= "
+                "(e.g. x.std()) to have that comparison made."
+            )
+            return text
+        ratio = self.sigma / self.data_std
+        share = f"That σ is {ratio:.3g} times the data's own standard deviation ({self.data_std:.3g})"
+        if ratio >= 1:
+            text.append(
+                f"{share}: the decoder is told its noise is wider than the spread of the images themselves, "
+                "so the mean image, which ignores the input, already explains them within that noise. Expect "
+                "the KL term to win and the code to collapse (chapter 2)."
+            )
+        elif ratio >= 0.25:
+            text.append(f"{share}: a coarse noise level, which leaves the detail below it to the noise and "
+                        "blurs the reconstructions.")
+        else:
+            text.append(f"{share}: a noise level well inside the spread of the data.")
+        return text
+
+    def _at_one(self, kind: str) -> str:
+        if kind == "gaussian_nll" or (self.binary and kind in ("nll", "bce")):
+            extra = "; on binary (0/1) data BCE is the Bernoulli negative log-likelihood" if self.binary else ""
+            return f"This is the negative ELBO itself (β = 1), as a likelihood-based VAE needs{extra}."
+        if self.binary is False:
+            what = ("A BCE on data that are not binary" if kind == "bce" else
+                    "On data that are not binary this is the negative ELBO only if the per-dimension loss is a "
+                    "normalised density for them (a Gaussian with its own σ, a continuous Bernoulli, a Beta). "
+                    "A BCE on such data")
+            return (f"{what}, as in PyTorch's and Keras's MNIST examples on grey levels, has the ELBO's "
+                    "weighting (β = 1) but is no negative ELBO: on grey levels BCE is not a normalised "
+                    "likelihood (its integral over [0, 1] is below 1 and depends on the output), so its value "
+                    "bounds no log-likelihood (chapter 3).")
+        return ("This is the negative ELBO itself (β = 1) if the per-dimension loss is a normalised likelihood "
+                "of the data, as BCE is on binary (0/1) pixels. On grey levels (MNIST as loaded) BCE is not one "
+                "(chapter 3): pass binary=True or binary=False to say which.")
+
+    def _likelihood_verdict(self, kind: str) -> list[str]:
+        beta = self.beta_eff
+        if math.isclose(beta, 1.0, rel_tol=1e-9):
+            return [self._at_one(kind)]
+        if beta > 1:
+            text = [f"That is the negative ELBO with its KL term weighted {beta:.4g} times, more than the ELBO "
+                    "does: a β-VAE, which trades reconstruction for a lower rate and fewer active latents "
+                    "(chapter 1; chapter 5)."]
+            low, high = COLLAPSE_ONSET
+            if beta >= low:
+                where = ("beyond the point where no unit stayed active" if beta >= COLLAPSE_COMPLETE else
+                         "at or beyond that point" if beta >= high else "at the start of that range")
+                text.append(
+                    f"Expect posterior collapse: in chapter 1's sweep (binarised MNIST, a 784-400-20 MLP VAE, one "
+                    f"seed) most units switched off between β_eff = {low:g} and {high:g}, and none stayed active "
+                    f"at {COLLAPSE_COMPLETE:g}; this weight is {where}. Where collapse sets in depends on the "
+                    "data, the decoder and the latent size."
+                )
+        else:
+            text = [f"That is the negative ELBO with its KL term weighted {beta:.4g} times, less than the ELBO "
+                    "does. Below 1 the objective is no bound on the likelihood at all: it lies below the "
+                    "negative ELBO and may fall below −log p(x), so its value must not be reported as one; the "
+                    "rate rises, as each nat of code need save less than a nat of reconstruction (chapter 1)."]
+        if self.binary is False and kind in ("nll", "bce"):
+            text.append("On data that are not binary a BCE is no normalised likelihood (chapter 3), so "
+                        + ("this" if kind == "bce" else "with one this") + " is an ELBO in form only.")
+        elif self.binary is None and kind in ("nll", "bce"):
+            text.append("If the data are not binary and the per-dimension loss is a BCE, it is no normalised "
+                        "likelihood (chapter 3) and this is an ELBO in form only.")
+        return text
 
     def __repr__(self) -> str:
         c, beta = self.convention, self.beta_eff
@@ -266,44 +371,49 @@ class LossReport:
             text.append("There is no KL term: this trains an autoencoder, not a VAE, and its codes need not "
                         "follow the prior.")
         elif c["recon"] == "squared_error":
-            text.append(
-                f"A squared error is a Gaussian log-likelihood with a fixed variance: up to that factor and a "
-                f"constant, this is the negative ELBO of a Gaussian decoder with σ² = β_eff / 2 = {self.sigma2:.4g} "
-                f"(σ = {self.sigma:.3g} in data units). So the KL weight is set by that variance "
-                "(β_eff = 2σ² against the summed squared error): the larger σ, the more of the image the "
-                "decoder may treat as noise and the more the KL term wins (chapter 2). β_norm alone does not "
-                "describe such a loss; σ does."
-            )
-        elif math.isclose(beta, 1.0, rel_tol=1e-9):
-            text.append("This is the negative ELBO itself (β = 1), as a likelihood-based VAE needs.")
+            text.extend(self._squared_error_verdict())
         else:
-            relation = "more" if beta > 1 else "less"
-            text.append(
-                f"That is the negative ELBO with its KL term weighted {beta:.4g} times, {relation} than the ELBO "
-                "does: " + ("a β-VAE, which trades reconstruction for a lower rate and fewer active latents "
-                            "(chapter 1; chapter 5)." if beta > 1 else
-                            "the rate rises and the bound on the likelihood loosens (chapter 1).")
-            )
+            text.extend(self._likelihood_verdict(c["recon"]))
         return " ".join(text)
 
     __str__ = __repr__
 
 
-def check_loss(*, recon: str = "nll", **convention) -> LossReport:
+def check_loss(*, recon: str = "nll", binary: bool | None = None, data_std: float | None = None,
+               **convention) -> LossReport:
     """Read a VAE loss as practitioners write it: its effective beta, beta_norm and implied sigma.
 
     The loss is ``recon_weight * R + kl_weight * K`` with ``R`` the per-pixel loss
     reduced over pixels and then the batch, and ``K`` the KL reduced over latents and then
-    the batch (:func:`reduce_loss`). ``recon="squared_error"`` says the per-pixel loss is
-    ``(x - x_hat)^2``; the report then gives the Gaussian decoder variance it implies.
+    the batch (:func:`reduce_loss`). ``recon="squared_error"`` (or ``"mse"``) says the
+    per-pixel loss is ``(x - x_hat)^2``; the report then gives the Gaussian decoder
+    variance it implies. To describe a loss you have as code, :func:`vaelab.audit_loss`
+    finds these arguments by calling it.
 
-    >>> report = check_loss(data_dim=784, latent_dim=20, recon="squared_error", recon_dims="mean")
-    >>> round(report.sigma2, 9), round(report.beta_norm, 9)
-    (392.0, 20.0)
+    ``F.mse_loss(x_hat, x)`` (a mean over pixels *and* batch) plus a KL summed over the 20
+    latents and averaged over the batch, ``kl.sum(1).mean()``, on MNIST:
+
+    >>> report = check_loss(data_dim=(1, 28, 28), latent_dim=20, recon="mse", recon_dims="mean")
+    >>> round(report.beta_eff, 6), round(report.sigma, 2), round(report.beta_norm, 6)
+    (784.0, 19.8, 20.0)
+
+    PyTorch's ``examples/vae``: ``F.binary_cross_entropy(x_hat, x, reduction="sum")`` plus
+    ``-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())``, both summed over the
+    batch, on grey-level MNIST:
+
+    >>> report = check_loss(data_dim=784, latent_dim=20, recon="bce", binary=False,
+    ...                     recon_batch="sum", kl_batch="sum")
+    >>> report.beta_eff, "no negative ELBO" in str(report)
+    (1.0, True)
 
     Args:
-        recon: ``"nll"`` (a per-pixel negative log-likelihood, e.g. BCE) or
-            ``"squared_error"``.
+        recon: what the per-dimension reconstruction loss is: ``"nll"`` (a negative
+            log-likelihood), ``"bce"`` (a binary cross-entropy), ``"gaussian_nll"`` (a
+            Gaussian one with the decoder's own σ) or ``"squared_error"`` (alias ``"mse"``).
+        binary: whether the data are binary (0/1). BCE is a likelihood only on binary
+            data; ``None`` (not said) makes the report say so conditionally.
+        data_std: the data's own standard deviation in data units (``x.std()``); for a
+            squared error the report compares σ with it.
         **convention: ``data_dim``, ``latent_dim``, ``batch_size``, ``recon_weight``,
             ``kl_weight`` (the ``beta`` of the code), ``recon_dims``, ``recon_batch``,
             ``kl_dims``, ``kl_batch``: the convention, exactly as for
@@ -316,23 +426,44 @@ def check_loss(*, recon: str = "nll", **convention) -> LossReport:
         ValueError: a negative or non-finite weight, a zero reconstruction weight, an
             unknown reduction or ``recon``, a size below 1, or differing batch reductions
             without ``batch_size``.
+
+    Warns:
+        UserWarning: ``batch_size`` given where both terms reduce the batch alike (it
+            cancels), or ``data_std`` given for a loss that is not a squared error.
     """
-    check_choice("recon", recon, RECON_KINDS)
+    recon = RECON_ALIASES.get(recon, recon)
+    check_choice("recon", recon, RECON_KINDS + tuple(RECON_ALIASES))
+    if binary is not None and not isinstance(binary, bool):
+        raise ValueError(f"binary must be True, False or None (not said), got {binary!r}")
     beta = effective_beta(**convention)  # checks every argument
     convention = {**{name: p.default for name, p in _CONVENTION.items()}, **convention}
+    if convention["batch_size"] is not None and convention["recon_batch"] == convention["kl_batch"]:
+        warnings.warn(
+            f"batch_size={convention['batch_size']} is not used: both terms are "
+            f"{ {'sum': 'summed', 'mean': 'averaged'}[convention['kl_batch']] } over the batch, so the batch size "
+            "cancels from beta_eff", UserWarning, stacklevel=2,
+        )
+    if data_std is not None:
+        data_std = check_positive("data_std", data_std)
+        if recon != "squared_error":
+            warnings.warn(f"data_std is only used for a squared error, not for recon={recon!r}",
+                          UserWarning, stacklevel=2)
     n = _data_dim(convention["data_dim"])
     convention.update(data_dim=n, recon=recon, recon_weight=float(convention["recon_weight"]),
                       kl_weight=float(convention["kl_weight"]))
     sigma2 = beta / 2.0 if recon == "squared_error" else None
     return LossReport(
         beta_eff=beta, beta_norm=beta_norm(beta, convention["latent_dim"], n), sigma2=sigma2,
-        sigma=None if sigma2 is None else math.sqrt(sigma2), convention=convention,
+        sigma=None if sigma2 is None else math.sqrt(sigma2), convention=convention, binary=binary,
+        data_std=data_std,
     )
 
 
 _CONVENTION = inspect.signature(effective_beta).parameters
 check_loss.__signature__ = inspect.Signature(  # help() shows every keyword
     [inspect.Parameter("recon", inspect.Parameter.KEYWORD_ONLY, default="nll", annotation=str),
+     inspect.Parameter("binary", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="bool | None"),
+     inspect.Parameter("data_std", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="float | None"),
      *_CONVENTION.values()],
     return_annotation=LossReport,
 )
