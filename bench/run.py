@@ -94,6 +94,29 @@ def timed(function, device) -> float:
     return time.perf_counter() - start
 
 
+def operator_calls(run, device) -> int:
+    """How many operators ``run()`` dispatches: on CUDA its kernel launches, elsewhere its
+    top-level ATen calls (an ``aten::`` event whose parent is not one), from the profiler."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profile:
+        run()
+        synchronize(device)
+    events = profile.events()
+    if device.type == "cuda":
+        return sum(e.device_type == torch.autograd.DeviceType.CUDA for e in events)
+    return sum(e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
+               for e in events)
+
+
+def ops_per_step(train, device, *, short: int = 20, long: int = 70) -> float:
+    """Operators per training step of ``train(model, steps)``: the difference between a long
+    and a short run, per extra step, so that set-up (data checks, the optimiser) cancels."""
+    counts = [operator_calls(lambda: train(make_model(device), steps), device) for steps in (short, long)]
+    return (counts[1] - counts[0]) / (long - short)
+
+
 def padded_text_loop(model, data: Sentences, *, steps: int, seed: int = 0) -> None:
     """Random batches at the corpus's full width, every position scored (padding ignored by the loss)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -354,6 +377,10 @@ def main() -> None:
     print(f"hand loop: {steps / hand:.1f} steps/s; fit: {steps / fit:.1f} steps/s; "
           f"fit epoch ({len(range(0, train_x.shape[0], BATCH_SIZE))} steps): {fit / steps * 469:.2f} s")
 
+    # operator calls per step: on a GPU each is a kernel launch, the cost a small model pays
+    fit_ops = ops_per_step(lambda m, n: vaelab.fit(m, train_x, max_steps=n, progress=False, device=device), device)
+    hand_ops = ops_per_step(lambda m, n: hand_loop(m, train_x, steps=n), device)
+
     # 2. a sweep against sequential fits -------------------------------------------------
     speedups, swept = {}, {}
     sweep_steps = args.sweep_steps
@@ -406,6 +433,9 @@ def main() -> None:
     # 4. text: bucketed against padded batches -------------------------------------------
     text_ratio = text_throughput(device, steps=args.text_steps, repeats=args.text_repeats)
     print(f"text tokens/s, bucketed vs padded: {text_ratio:.2f}")
+
+    print(f"ops per step, fit vs hand: {fit_ops:.0f} / {hand_ops:.0f}"
+          + (" (CUDA kernel launches)" if device.type == "cuda" else " (top-level ATen calls)"))
 
     # 5. the conv VAE of chapter 5: a sweep against sequential fits ------------------------
     conv_speedups = {count: conv_sweep_speedup(device, count=count, steps=args.conv_steps, repeats=args.conv_repeats)
