@@ -102,7 +102,7 @@ def test_a_different_architecture_names_the_tensor_and_both_shapes(tmp_path):
 
 def test_an_old_or_foreign_file_is_named(tmp_path):
     torch.save({"format": "vaelab-checkpoint-1"}, tmp_path / "latest.pt")
-    with pytest.raises(ValueError, match=r"is not a vaelab checkpoint of format vaelab-checkpoint-2 .* delete it"):
+    with pytest.raises(ValueError, match=r"is not a vaelab checkpoint of format vaelab-checkpoint-3 .* delete it"):
         fit(tmp_path)
 
 

@@ -113,3 +113,29 @@ def test_a_controller_has_no_weights_in_advance():
     objective = vaelab.Objective(beta=vaelab.PIController(target=1.0))
     assert objective.controller.target == 1.0
     assert np.isnan(objective.betas(3)).all()
+
+
+def _simulated_run(controller, steps=300):
+    """A KL that follows 15 (1 - weight) nats with a lag of 20 steps, read through noisy batches; the KL per step."""
+    state, kl, noise, kls = controller.initial_state(), 12.0, torch.Generator().manual_seed(0), []
+    for _ in range(steps):
+        weight = float(controller.update(state, torch.tensor(kl + float(torch.randn((), generator=noise)))))
+        kl += 0.05 * (15 * (1 - weight) - kl)
+        kls.append(kl)
+    return np.array(kls)
+
+
+def test_the_short_run_settings_of_the_docstring_reach_the_target_where_the_defaults_do_not():
+    assert "ki=1e-3, smoothing=0.8" in vaelab.PIController.__doc__
+    defaults = _simulated_run(vaelab.PIController(target=3.0))
+    short_run = _simulated_run(vaelab.PIController(target=3.0, ki=1e-3, smoothing=0.8))
+    assert np.abs(defaults[-100:] - 3).mean() > 5  # after 300 steps still far above the target
+    assert np.abs(short_run[-100:] - 3).mean() < 0.3
+    # the running average lags the batch KL by about 1 / (1 - smoothing) steps: 63% of a step change after that many
+    for smoothing, lag in ((0.95, 20), (0.8, 5)):
+        controller, state = vaelab.PIController(target=3.0, smoothing=smoothing), None
+        state = controller.initial_state()
+        controller.update(state, torch.tensor(0.0))
+        for _ in range(lag):
+            controller.update(state, torch.tensor(1.0))
+        assert float(state.kl) == pytest.approx(1 - math.exp(-1), abs=0.05)

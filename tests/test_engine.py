@@ -1,4 +1,6 @@
 """What fit and sweep accept and refuse before the first step: the forms students pass, and what to do instead."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,90 @@ def test_the_optimal_sigma_is_fixed_from_training_data_before_heldout_data_are_s
     reference = torch.distributions.Normal(mean, fixed).log_prob(test).sum((1, 2, 3))
     torch.testing.assert_close(out.log_px, reference, rtol=1e-5, atol=1e-4)
     assert fixed != pytest.approx(float(vaelab.optimal_log_sigma(test, mean).exp()), rel=1e-3)
+
+
+# --- what a student trips over: grey levels under a Bernoulli decoder, steps, held-out data never scored ---
+
+BINARY = (DATA > 0.5).float()
+
+
+def test_a_bernoulli_model_on_grey_levels_warns_unless_asked_for_on_purpose():
+    with pytest.warns(UserWarning, match=r"data and test_data hold grey levels .* decoder is Bernoulli.*binary "
+                                         r"cross-entropy.*binarize=\"dynamic\".*bernoulli_on_grey=True"):
+        vaelab.fit(model(), DATA, test_data=TEST, **OPTIONS)
+    with pytest.warns(UserWarning, match=r"^test_data hold grey levels"):
+        vaelab.fit(model(), BINARY, test_data=TEST, **OPTIONS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        deliberate = vaelab.fit(model(), DATA, test_data=TEST, bernoulli_on_grey=True, **OPTIONS)
+        vaelab.fit(model(), DATA, test_data=TEST, binarize="dynamic", **OPTIONS)  # the usual set-up
+        vaelab.fit(model(), BINARY, test_data=BINARY[:32], **OPTIONS)
+        vaelab.sweep([model(), model()], DATA, betas=[1, 2], bernoulli_on_grey=True, **OPTIONS)
+    assert deliberate.same_as(vaelab.fit(model(), DATA, test_data=TEST, bernoulli_on_grey=True, **OPTIONS))
+    with pytest.raises(ValueError, match=r"this model's decoder is 'gaussian', which needs no such permission"):
+        vaelab.fit(model(likelihood="gaussian"), DATA, bernoulli_on_grey=True, **OPTIONS)
+    with pytest.raises(ValueError, match=r"bernoulli_on_grey must be True or False, got 'yes'"):
+        vaelab.fit(model(), DATA, bernoulli_on_grey="yes", **OPTIONS)
+
+
+def test_prepare_heldout_reproduces_the_test_elbo_that_fit_recorded():
+    for prepared in ({"binarize": "dynamic"}, {"dequantize": True}):
+        grey = (DATA * 255).round() / 255
+        likelihood = "bernoulli" if "binarize" in prepared else "gaussian"
+        m = model(likelihood=likelihood)
+        history = vaelab.fit(m, grey, test_data=(grey[:32], LABELS[:32]), seed=5, **prepared,
+                             **dict(OPTIONS, epochs=2))
+        test_images = vaelab.prepare_heldout((grey[:32], LABELS[:32]), seed=5, **prepared)
+        assert vaelab.elbo(m, test_images, seed=5)["elbo"] == history.epochs["test_elbo"][-1]
+        assert vaelab.elbo(m, vaelab.prepare_heldout(grey[:32], seed=6, **prepared), seed=5)["elbo"] != \
+            history.epochs["test_elbo"][-1]  # another seed, another draw
+    binary = vaelab.prepare_heldout(TEST, binarize="dynamic")
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(vaelab.prepare_heldout(binary, binarize="dynamic"), binary)  # binary stays binary
+    with pytest.raises(ValueError, match=r"binarize and dequantize are alternatives"):
+        vaelab.prepare_heldout(TEST, binarize="dynamic", dequantize=True)
+    with pytest.raises(ValueError, match=r"test_data must be images, a floating-point tensor .* got Tensor of dtype "
+                                         r"torch.uint8"):
+        vaelab.prepare_heldout((TEST * 255).to(torch.uint8))
+
+
+def test_steps_asks_for_a_number_of_steps_and_max_steps_says_it_is_a_cap():
+    history = vaelab.fit(model(), DATA, steps=12, bernoulli_on_grey=True, **dict(OPTIONS, epochs=None))
+    assert len(history) == 12 and history.epochs["step"] == [5, 10]  # 5 steps an epoch: two ends, then 2 steps
+    with pytest.warns(UserWarning, match=r"max_steps=12 is a cap, not a length: 1 epoch\(s\) of 96 examples in "
+                                         r"batches of 20 are 5 steps, so the run stops after 5\. To train 12 steps, "
+                                         r"pass steps=12"):
+        capped = vaelab.fit(model(), DATA, max_steps=12, bernoulli_on_grey=True, **OPTIONS)
+    assert len(capped) == 5
+    with pytest.raises(ValueError, match=r"pass steps or epochs, not both"):
+        vaelab.fit(model(), DATA, steps=12, **OPTIONS)
+    with pytest.raises(ValueError, match=r"pass steps or max_steps, not both"):
+        vaelab.fit(model(), DATA, steps=12, max_steps=3, **dict(OPTIONS, epochs=None))
+
+
+def test_heldout_data_never_scored_is_said():
+    with pytest.warns(UserWarning, match=r"test_data were never scored: .* stopped after 3 steps, before its first "
+                                         r"epoch \(5 steps\) ended\. Train whole epochs \(steps=5"):
+        history = vaelab.fit(model(), DATA, test_data=TEST, max_steps=3, bernoulli_on_grey=True, **OPTIONS)
+    assert history.epochs["epoch"] == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vaelab.fit(model(), DATA, test_data=TEST, steps=7, bernoulli_on_grey=True, **dict(OPTIONS, epochs=None))
+
+
+def test_fit_beta_says_to_pass_an_objective():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'beta': fit takes the KL weight in an Objective: "
+                                        r"objective=vaelab.Objective\(beta=4\)"):
+        vaelab.fit(model(), DATA, beta=4, **OPTIONS)
+    with pytest.raises(TypeError, match=r"'betas': fit trains one model; .*vaelab.sweep\(models, data, betas=\[1, 4\]\)"):
+        vaelab.fit(model(), DATA, betas=[1, 4], **OPTIONS)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'batchsize': did you mean batch_size=\?"):
+        vaelab.fit(model(), DATA, batchsize=4, **OPTIONS)
+
+
+def test_divergence_after_the_8bit_warning_points_at_the_data_scale():
+    grey = (DATA * 255).round()
+    with pytest.warns(UserWarning, match="8-bit grey levels"), \
+            pytest.raises(vaelab.TrainingDiverged, match=r"look like 8-bit grey levels in \[0, 255\].*divide them by "
+                                                         r"255 \(data / 255\) first; a lower lr would only hide that"):
+        vaelab.fit(model(likelihood="gaussian", sigma="fixed", log_sigma=-20.0), grey, **dict(OPTIONS, lr=10.0))

@@ -96,3 +96,22 @@ def test_bad_input(call, match):
     model = vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16,), latent_dim=3, seed=0)
     with pytest.raises(ValueError, match=match):
         call(model)
+
+
+def test_an_image_model_draws_its_own_noise_when_given_none():
+    m = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=3, seed=0)
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = m(x, generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out.z, m(x, eps).z, rtol=0, atol=0)
+    assert not torch.equal(m(x).z, m(x).z)  # the global RNG: a fresh draw each call
+
+
+def test_a_learned_sigma_reads_none_until_fit_starts_it_from_the_data():
+    m = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=3, likelihood="gaussian", sigma="shared", seed=0)
+    assert m.sigma is None  # not the placeholder 1.0
+    data = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 0.2
+    vaelab.fit(m, data, steps=1, progress=False)
+    assert 0.03 < float(m.sigma) < 0.1  # started from the data's spread (about 0.058)
+    chosen = vaelab.mlp_vae(data_shape=(1, 4, 4), likelihood="gaussian", sigma="shared", log_sigma=math.log(0.3))
+    assert float(chosen.sigma) == pytest.approx(0.3)

@@ -203,3 +203,19 @@ def test_staircase_translates_the_keras_callback():
     steps = np.arange(70 * steps_per_epoch)
     np.testing.assert_allclose(schedule(steps), np.repeat(during, steps_per_epoch), atol=1e-12)
     assert np.flatnonzero(schedule(steps))[0] // steps_per_epoch == 42  # the 43rd epoch
+
+
+def test_sentences_have_a_length_and_slices():
+    sentences = Sentences(TOKENS, LENGTHS)
+    assert len(sentences) == 3
+    first_two = sentences[:2]
+    assert isinstance(first_two, Sentences) and len(first_two) == 2
+    assert torch.equal(first_two.tokens, TOKENS[:2]) and torch.equal(first_two.lengths, LENGTHS[:2])
+    picked = sentences[[1, 2]]
+    assert picked.tokens.shape == (2, 4)  # padded to its own longest sentence
+    assert torch.equal(picked.tokens, TOKENS[[1, 2], :4]) and torch.equal(picked.lengths, LENGTHS[[1, 2]])
+    m = model().eval()
+    assert vaelab.elbo(m, picked)["elbo"] == vaelab.elbo(m, Sentences(TOKENS[[1, 2]], LENGTHS[[1, 2]]))["elbo"]
+    with pytest.raises(ValueError, match=r"Sentences\[1\] would drop the batch axis: take sentences\[1:2\]"):
+        sentences[1]
+    assert repr(sentences) == "Sentences(3 sentences, tokens (3, 5))"

@@ -27,7 +27,8 @@ def run(**kwargs):
     fields = {k: kwargs.pop(k) for k in OBJECTIVE_FIELDS if k in kwargs}
     if fields:
         kwargs["objective"] = vaelab.Objective(**fields)
-    options = dict(epochs=3, batch_size=20, lr=3e-3, progress=False, sync_every=4, test_data=TEST)
+    # DATA are grey levels: a Bernoulli model on them is the naive BCE, asked for on purpose here
+    options = dict(epochs=3, batch_size=20, lr=3e-3, progress=False, sync_every=4, test_data=TEST, bernoulli_on_grey=True)
     options.update(kwargs)
     return m, vaelab.fit(m, DATA, **options)
 
@@ -101,7 +102,9 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setattr(objective_module, "training_loss", real_loss)
     assert vaelab.load_checkpoint(tmp_path / "cut" / "latest.pt")["step"] == 8
 
-    m_resumed, h_resumed = run(checkpoint_dir=tmp_path / "cut", checkpoint_every=4, model_seed=99)
+    with pytest.raises(ValueError, match=r"differs in model weights at step 0 \(the model's seed\)"):
+        run(checkpoint_dir=tmp_path / "cut", checkpoint_every=4, model_seed=99)  # built otherwise: another run
+    m_resumed, h_resumed = run(checkpoint_dir=tmp_path / "cut", checkpoint_every=4)
     assert h_resumed.same_as(h_full)
     assert all(torch.equal(a, b) for a, b in zip(params(m_resumed), params(m_full)))
     assert sorted(os.listdir(tmp_path / "cut")) == ["latest.pt"]

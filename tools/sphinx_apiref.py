@@ -7,10 +7,10 @@ The reference documents every object once, in the module that defines it
 * resolves a Python cross-reference to a public path, or to a short name in a package's
   docstring (``:func:`elbo``` in ``vaelab.metrics``), to the entry where that object is
   documented, by importing the name and matching the object;
-* adds the ``vaelab-public-names`` directive: a table of ``vaelab.__all__`` with a link
+* adds the ``vaelab-public-names`` directive: a table of ``vaelab.PUBLIC_NAMES`` with a link
   to each entry and the first line of its docstring, generated at build time, so a name
   added to ``__all__`` appears without editing the page;
-* warns (so the strict build fails) when a public name, i.e. one in the ``__all__`` of
+* warns (so the strict build fails) when a public name, i.e. one in the ``__all__`` (for vaelab itself ``PUBLIC_NAMES``) of
   ``vaelab`` or of any of its public modules, is documented nowhere: a new module then
   needs an ``automodule`` block on one of the pages under book/api/;
 * lists every public method of a class, documented or not, but not a NamedTuple's field
@@ -120,8 +120,9 @@ def public_names() -> dict[str, list[str]]:
             modules[info.name] = importlib.import_module(info.name)
     names = {}
     for name, module in modules.items():
-        if hasattr(module, "__all__"):
-            names[name] = list(module.__all__)
+        public = getattr(module, "PUBLIC_NAMES", None) or getattr(module, "__all__", None)  # vaelab: PUBLIC_NAMES
+        if public is not None:
+            names[name] = list(public)
         else:  # a module without __all__: its own public functions and classes
             names[name] = [
                 attr for attr, value in vars(module).items()
@@ -159,7 +160,7 @@ def _summary(obj) -> str:
 
 
 class PublicNames(SphinxDirective):
-    """``.. vaelab-public-names::``: every name of ``vaelab.__all__``, linked, with its summary."""
+    """``.. vaelab-public-names::``: every name of ``vaelab.PUBLIC_NAMES``, linked, with its summary."""
 
     has_content = False
 
@@ -167,7 +168,7 @@ class PublicNames(SphinxDirective):
         package = importlib.import_module(PACKAGE)
         lines = [".. list-table::", "   :header-rows: 1", "   :widths: 30 70", "",
                  "   * - name", "     - summary"]
-        for name in sorted(package.__all__, key=str.lower):
+        for name in sorted(package.PUBLIC_NAMES, key=str.lower):
             obj = getattr(package, name)
             role = "class" if inspect.isclass(obj) else "func" if callable(obj) else "data"
             lines += [f"   * - :py:{role}:`~{PACKAGE}.{name}`", f"     - {_summary(obj)}"]

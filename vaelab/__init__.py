@@ -1,33 +1,40 @@
-"""vaelab: how to weight the KL term against the reconstruction term, and why.
+"""vaelab: how to weight the KL term against the reconstruction term of a VAE, and why.
 
-The companion package of the vaelab book. Everything a chapter calls is importable from
-here, and the submodules (``vaelab.data``, ``vaelab.plots``, ...) are attributes of the
-package, imported on first use, so that ``import vaelab`` stays light: matplotlib is
-only imported by :mod:`vaelab.plots`.
+The companion package of the vaelab book. What to call for what (``help(vaelab.fit)``
+for any one of them; the whole reference is the book's API page):
 
-======================  =============================================================
-module                  holds
-======================  =============================================================
-``likelihoods``         log-likelihoods of the decoders (Bernoulli, continuous
-                        Bernoulli, Gaussian, Beta)
-``divergences``         the Gaussian KL and free bits
-``ledger``              sum/mean conventions, their effective beta and implied sigma²
-``objective``           :class:`Objective`: what a run minimises
-``schedules``           KL-weight schedules
-``control``             :class:`PIController`: a KL weight set by feedback
-``data``                MNIST, Fashion-MNIST, PTB, dSprites as whole tensors
-``models``              decoder heads, image VAEs, the sentence VAE
-``train``, ``sweep``    :func:`fit` and :func:`sweep`
-``engine``              what ``fit`` and ``sweep`` share (checks, minibatches, optimiser)
-``history``             :class:`History`: what training records
-``checkpoints``         the checkpoint format and the record that guards resuming
-``metrics``             held-out estimates and latent diagnostics
-``uncertainty``         paired differences with standard errors; spreads over seeds
-``plots``               figures (imports matplotlib)
-``notebook``            :func:`glue`, for quoting computed numbers in the text
-``scale``               the scale switch (``VAELAB_SCALE``)
-``batching``            devices, minibatches, seeds
-======================  =============================================================
+=====================  ==================================================================
+to                     call
+=====================  ==================================================================
+load data              ``vaelab.data.mnist("train")`` (also ``fashion_mnist``, ``ptb``,
+                       ``dsprites``): whole tensors, grey levels in [0, 1]
+build a model          ``mlp_vae(latent_dim=20, likelihood="bernoulli", seed=0)``,
+                       ``conv_vae``, ``SentenceVAE``
+choose the loss        ``Objective(beta=4)``; a schedule as beta: ``linear``,
+                       ``cyclical``, ``staircase``, ...; ``PIController``; ``free_bits``
+train                  ``fit(model, data, objective=..., test_data=..., epochs=5,
+                       binarize="dynamic")``; many configurations: ``sweep``
+read a run             the ``History`` ``fit`` returns: ``history["elbo"]``,
+                       ``history.epochs["test_elbo"]``, ``history.plot()``
+prepare test data      ``prepare_heldout(test_images, binarize="dynamic", seed=0)``,
+                       as ``fit`` prepares its ``test_data``
+score held-out data    ``elbo``, ``iw_log_likelihood`` (``levels=256`` on dequantised
+                       8-bit images), ``rate_distortion``, ``perplexity``
+compare models         ``compare`` (paired, with a standard error), ``spread`` (seeds),
+                       input-ignoring baselines: ``pixel_baseline``, ...
+look at the latents    ``active_units``, ``kl_per_dim``, ``mutual_information``, ``mig``
+read a written loss    ``audit_loss(my_loss, data_shape=(1, 28, 28), latent_dim=20)``
+                       (the function itself); ``check_loss`` (its reductions),
+                       ``effective_beta``, ``implied_sigma2``
+resume, reproduce      ``fit(..., checkpoint_dir="runs/a")``, ``load_checkpoint``;
+                       ``by_scale`` and ``VAELAB_SCALE``; ``pick_device``
+plot                   ``vaelab.plots`` (the only module that imports matplotlib)
+=====================  ==================================================================
+
+Submodules (``vaelab.likelihoods``, ``vaelab.metrics``, ...; listed in ``SUBMODULES``)
+are attributes of the package, imported on first use. ``PUBLIC_NAMES`` lists the public
+API; it is not called ``__all__`` so that ``help(vaelab)`` shows this map rather than the
+full text of every class, ``torch.nn.Module``'s inherited methods included.
 """
 import importlib as _importlib
 
@@ -67,6 +74,7 @@ from .metrics import (
     rate_distortion,
 )
 from .data.images import dequantize
+from .engine import prepare_heldout
 from .models import VAE, GaussianHead, SentenceVAE, VAEOutput, conv_vae, mlp_vae
 from .notebook import glue, stored_glue
 from .objective import Objective, kl_penalty, training_loss
@@ -78,7 +86,8 @@ from .uncertainty import Comparison, Spread, compare, spread
 
 __version__ = "0.1.0"
 
-__all__ = [
+#: The public API: what a chapter, the README and coursework import (pinned by tests/test_api.py).
+PUBLIC_NAMES = [
     "Comparison",
     "History",
     "GaussianHead",
@@ -139,6 +148,7 @@ __all__ = [
     "optimal_log_sigma",
     "perplexity",
     "pick_device",
+    "prepare_heldout",
     "reduce_loss",
     "spread",
     "staircase",

@@ -3,8 +3,9 @@
 A checkpoint holds the model, the optimiser, the :class:`~vaelab.history.History` and a
 *run record*: everything that determined the steps done so far (the objective and the
 values its schedules gave, the optimiser and its settings, the seed, the batch size,
-binarisation, the model's architecture and fixed decoder settings, and digests of the
-training and test data). :func:`vaelab.fit` continues from a checkpoint only when the
+binarisation, the model's architecture and fixed decoder settings, a digest of the
+weights it started from (so a model built with another seed is refused), and digests of
+the training and test data). :func:`vaelab.fit` continues from a checkpoint only when the
 call it is given would have done exactly those steps, so a resumed run always equals
 the uninterrupted one and two different runs are never mixed. Extending a finished run
 to more epochs is such a continuation.
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 #: The format tag stored in every checkpoint; :func:`load_checkpoint` refuses a file with another.
-FORMAT = "vaelab-checkpoint-2"
+FORMAT = "vaelab-checkpoint-3"
 
 
 def model_fingerprint(model) -> dict:

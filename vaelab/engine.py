@@ -2,7 +2,9 @@
 
 * :func:`plan_run` checks a run's data and settings before the first step (types, dtypes,
   shapes, ranges, the forms students pass) and moves model and data to the device;
-  :func:`heldout_tensors` prepares the held-out set as a run with a given seed scores it.
+  :func:`heldout_tensors` prepares the held-out set as a run with a given seed scores it,
+  and :func:`prepare_heldout` (``vaelab.prepare_heldout``) does the same for a student
+  who scores a trained model afterwards.
 * :func:`minibatches` yields every step's batch and noise from counter-based generators:
   the data order, the binarisation and the noise depend only on ``(seed, epoch, step)``,
   which is what makes a resumed run, and each configuration of a sweep, equal to one
@@ -25,14 +27,16 @@ from .batching import batch_slices, bucketed_batches, derive_seed, generator, is
 from .data.images import binarize as binarize_images
 from .data.images import dequantize as dequantize_images
 from .data.images import on_level_grid
-from .history import History, TrainingDiverged
+from .history import DIVERGENCE_ADVICE, History, TrainingDiverged
 from .metrics import elbo as heldout_elbo
 from .metrics import rate_distortion
+from .metrics.estimates import warn_if_bernoulli_on_grey
 
 __all__ = [
-    "BUCKET_SIZE", "Plan", "epoch_images", "epoch_record", "heldout_tensors", "init_scales", "make_adam", "minibatches",
-    "plan_run", "progress_bar",
+    "BUCKET_SIZE", "Plan", "epoch_images", "epoch_record", "heldout_tensors", "init_scales",
+    "make_adam", "minibatches", "plan_run", "prepare_heldout", "progress_bar",
 ]
+
 
 
 @dataclasses.dataclass
@@ -49,16 +53,18 @@ class Plan:
     steps_per_epoch: int
     total_steps: int
     bucket_size: int | None = None
+    #: What a divergence message advises: the data's scale when the [0, 255] warning fired.
+    advice: str = DIVERGENCE_ADVICE
 
     @property
     def n(self) -> int:
         return self.tensors[0].shape[0]
 
 
-def _warn_if_8bit(model, images: torch.Tensor, name: str) -> None:
-    """A Gaussian has no support to check, so grey levels in [0, 255] would train silently."""
+def _warn_if_8bit(model, images: torch.Tensor, name: str) -> bool:
+    """A Gaussian has no support to check, so grey levels in [0, 255] would train silently: warn, and say whether."""
     if getattr(model, "likelihood", None) != "gaussian" or not images.is_floating_point():
-        return
+        return False
     sample = images[:1000]
     if float(sample.max()) > 1.5 and bool((sample == sample.round()).all()) and float(sample.min()) >= 0:
         warnings.warn(
@@ -68,6 +74,8 @@ def _warn_if_8bit(model, images: torch.Tensor, name: str) -> None:
             "loaders and the book use",
             UserWarning, stacklevel=4,
         )
+        return True
+    return False
 
 
 #: The default pool of :func:`vaelab.batching.bucketed_batches` for sentences, in batches.
@@ -75,8 +83,13 @@ BUCKET_SIZE = 50
 
 
 def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, binarize, dequantize, device,
-             max_steps, sync_every, seed, bucket_size=None) -> Plan:
+             max_steps, sync_every, seed, bucket_size=None, steps=None, bernoulli_on_grey=False) -> Plan:
     """Check everything a run needs before its first step, and move model and data to the device.
+
+    ``steps`` (instead of ``epochs``) asks for exactly that many optimiser steps; the
+    last epoch may then be partial. ``max_steps`` caps ``epochs``; a cap beyond them
+    is said in a warning. A Bernoulli model given grey levels without ``binarize`` is
+    warned about unless ``bernoulli_on_grey=True``.
 
     With ``binarize="dynamic"``, ``test_data`` is binarised once, from a generator seeded
     by ``seed`` (a fixed binarisation of the held-out set, as in Burda et al. 2016), so the
@@ -85,7 +98,16 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
     once, and held-out data that are not on the grey-level grid (dequantised already) stay
     as they are.
     """
-    epochs = check_positive_int("epochs", epochs)
+    if steps is None:
+        epochs = check_positive_int("epochs", 1 if epochs is None else epochs)
+    else:
+        steps = check_positive_int("steps", steps)
+        if epochs is not None or max_steps is not None:
+            given = "epochs" if epochs is not None else "max_steps"
+            raise ValueError(
+                f"pass steps or {given}, not both: steps={steps} trains exactly that many optimiser steps (the epochs "
+                f"follow from it); {given} is the alternative"
+            )
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_positive("lr", lr)
     check_positive_int("sync_every", sync_every)
@@ -121,13 +143,76 @@ def plan_run(model, data, *, test_data, epochs, batch_size, lr, likelihood, bina
             "dequantize=True needs the training images as grey levels k / 255, as vaelab's loaders return them; "
             "these are not (already dequantised or rescaled?): pass the original images, or dequantize=False"
         )
-    _warn_if_8bit(model, tensors[0], "data")
+    scaled_8bit = _warn_if_8bit(model, tensors[0], "data")
+    if not is_text(model):
+        warn_if_bernoulli_on_grey(
+            model, {"data": tensors[0][:1000] if binarize is None else None,
+                    "test_data": None if test_tensors is None else test_tensors[0]},
+            allowed=bernoulli_on_grey, function="fit", stacklevel=4,
+        )
     steps_per_epoch = math.ceil(tensors[0].shape[0] / batch_size)
-    total_steps = epochs * steps_per_epoch
-    if max_steps is not None:
-        total_steps = min(total_steps, check_positive_int("max_steps", max_steps))
+    if steps is not None:
+        total_steps = steps
+    else:
+        total_steps = epochs * steps_per_epoch
+        if max_steps is not None:
+            max_steps = check_positive_int("max_steps", max_steps)
+            if max_steps > total_steps:
+                warnings.warn(
+                    f"max_steps={max_steps} is a cap, not a length: {epochs} epoch(s) of {tensors[0].shape[0]} "
+                    f"examples in batches of {batch_size} are {total_steps} steps, so the run stops after "
+                    f"{total_steps}. To train {max_steps} steps, pass steps={max_steps} instead of epochs and max_steps",
+                    UserWarning, stacklevel=3,
+                )
+            total_steps = min(total_steps, max_steps)
+    advice = DIVERGENCE_ADVICE
+    if scaled_8bit:
+        advice = ("The data look like 8-bit grey levels in [0, 255] (see the warning before training): divide them by "
+                  "255 (data / 255) first; a lower lr would only hide that")
     return Plan(device, tensors, test_tensors, batch_size, lr, binarize, dequantize, steps_per_epoch, total_steps,
-                bucket_size)
+                bucket_size, advice)
+
+
+def prepare_heldout(test_data, *, binarize: str | None = None, dequantize: bool = False, seed: int = 0,
+                    device=None) -> torch.Tensor:
+    """Held-out images prepared exactly as :func:`vaelab.fit` prepares its ``test_data``.
+
+    Use it to score a trained model the way ``fit`` scored it: with the same ``binarize``,
+    ``dequantize``, ``seed`` and ``device`` as the ``fit`` call,
+    ``vaelab.elbo(model, vaelab.prepare_heldout(test_images, binarize="dynamic", seed=0), seed=0)``
+    equals that run's last ``history.epochs["test_elbo"]``.
+
+    Args:
+        test_data: images ``(N, C, H, W)`` in ``[0, 1]``, or ``(images, labels)`` as
+            :func:`vaelab.data.mnist` returns it (the labels are dropped).
+        binarize: ``"dynamic"`` binarises the images once, from a generator seeded by
+            ``(seed, "binarize-test")`` (a fixed binarisation, Burda et al. 2016); images
+            that are binary already stay as they are. ``None`` leaves them as they are.
+        dequantize: ``True`` dequantises images on the 256-level grid once,
+            ``(k + u) / 256`` with ``u`` from ``(seed, "dequantize-test")``; images off the
+            grid (dequantised already) stay as they are.
+        seed: the ``seed`` of the ``fit`` call.
+        device: the ``device`` of the ``fit`` call (``None`` picks as it does,
+            :func:`vaelab.pick_device`): a generator draws other numbers on another device.
+
+    Returns:
+        ``(N, C, H, W)`` images on ``device``, ready for :func:`vaelab.elbo` and
+        :func:`vaelab.iw_log_likelihood` (with ``levels=256`` after ``dequantize=True``).
+    """
+    check_choice("binarize", binarize, (None, "dynamic"))
+    if not isinstance(dequantize, bool):
+        raise ValueError(f"dequantize must be True or False; got {dequantize!r}")
+    if dequantize and binarize is not None:
+        raise ValueError("binarize and dequantize are alternatives (binary images, or dequantised grey levels); pass one")
+    seed = check_positive_int("seed", seed, minimum=0)
+    images = test_data[0] if isinstance(test_data, (tuple, list)) and len(test_data) == 2 else test_data
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() < 2:
+        raise ValueError(
+            "test_data must be images, a floating-point tensor (N, C, H, W) with values in [0, 1], or "
+            f"(images, labels) as vaelab.data.mnist returns it; got {type(test_data).__name__}"
+            + (f" of dtype {images.dtype} and shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else "")
+        )
+    return heldout_tensors((images.to(pick_device(device)),), binarize=binarize, dequantize=dequantize, seed=seed)[0]
 
 
 def heldout_tensors(tensors: tuple, *, binarize: str | None, dequantize: bool, seed: int) -> tuple:
@@ -256,8 +341,7 @@ def epoch_record(model, plan: Plan, *, seed: int, epoch: int, step: int, history
             result = heldout_elbo(model, test_tensors, seed=seed)
         if not math.isfinite(result["elbo"]):
             raise TrainingDiverged(
-                f"the held-out ELBO became {result['elbo']} after epoch {epoch} (step {step}); try a lower lr or "
-                "clip_grad_norm",
+                f"the held-out ELBO became {result['elbo']} after epoch {epoch} (step {step}). {plan.advice}",
                 step=step, history=history,
             )
         record.update(test_elbo=result["elbo"], test_recon=result["recon"], test_kl=result["kl"])

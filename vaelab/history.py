@@ -14,7 +14,10 @@ import torch
 
 from ._checks import check_choice
 
-__all__ = ["History", "StepLog", "TrainingDiverged", "STEP_COLUMNS"]
+__all__ = ["DIVERGENCE_ADVICE", "History", "StepLog", "TrainingDiverged", "STEP_COLUMNS"]
+
+#: What a divergence message advises when nothing points at a cause in the data.
+DIVERGENCE_ADVICE = "Try a lower lr, clip_grad_norm, or a likelihood whose scale parameter is bounded"
 
 #: The per-step columns of a :class:`History`, in order; the KL per latent follows them.
 STEP_COLUMNS = ("step", "epoch", "weight", "recon", "kl", "objective", "elbo", "time")
@@ -111,8 +114,17 @@ class History:
         return plot_history(self, **kwargs)
 
     def __repr__(self) -> str:
-        last = f", last elbo {self['elbo'][-1]:.2f}" if len(self) else ""
-        return f"History({len(self)} steps, {len(self.epochs['epoch'])} epochs{last})"
+        """``History(469 steps, 1 epoch, ...)``; a run that stopped inside an epoch says how far it got."""
+        steps, done = len(self), len(self.epochs["epoch"])
+        if not steps:
+            return "History(0 steps)"
+        epoch_column = self["epoch"]
+        partial = int((epoch_column == epoch_column[-1]).sum()) if int(epoch_column[-1]) >= done else 0
+        span = f"{done} epoch{'s' if done != 1 else ''}" if done else ""
+        if partial:
+            span = (f"{span} + " if done else "") + f"{partial} step{'s' if partial != 1 else ''} of epoch {done + 1}"
+        scored = f", {len(self.epochs['test_elbo'])} held-out scores" if "test_elbo" in self.epochs else ""
+        return f"History({steps} steps: {span}{scored}, last elbo {self['elbo'][-1]:.2f})"
 
 
 class StepLog:
@@ -126,8 +138,9 @@ class StepLog:
 
     _TERMS = ("weight", "reconstruction term", "KL term", "objective", "ELBO")
 
-    def __init__(self, histories, *, sync_every: int, bar, start_time: float, kept: str, labels=None):
-        self.histories, self.bar, self.start_time, self.kept = histories, bar, start_time, kept
+    def __init__(self, histories, *, sync_every: int, bar, start_time: float, kept: str, labels=None,
+                 advice: str = DIVERGENCE_ADVICE):
+        self.histories, self.bar, self.start_time, self.kept, self.advice = histories, bar, start_time, kept, advice
         self.labels = labels or [""] * len(histories)
         self.sync_every = sync_every
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -190,8 +203,7 @@ class StepLog:
             bad_step, bad_epoch = self.steps[row]
             raise TrainingDiverged(
                 f"training diverged at step {bad_step} (epoch {bad_epoch}){self.labels[run]}: the {term} became "
-                f"{value}; {self.kept}. Try a lower lr, clip_grad_norm, or a likelihood whose scale parameter "
-                "is bounded",
+                f"{value}; {self.kept}. {self.advice}",
                 step=bad_step, history=self.histories[run],
             )
         now = time.perf_counter() - self.start_time

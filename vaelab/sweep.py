@@ -310,7 +310,8 @@ def sweep(models, data, *, objectives=None, betas=None, seeds=None, vectorize="a
         template, data, test_data=options["test_data"], epochs=options["epochs"], batch_size=options["batch_size"],
         lr=options["lr"], likelihood=options["likelihood"], binarize=options["binarize"],
         dequantize=options["dequantize"], device=device, max_steps=options["max_steps"],
-        sync_every=sync_every, seed=own_seeds[0], bucket_size=options["bucket_size"],
+        sync_every=sync_every, seed=own_seeds[0], bucket_size=options["bucket_size"], steps=options["steps"],
+        bernoulli_on_grey=options["bernoulli_on_grey"],
     )
     for model in models[1:]:
         model.to(plan.device)

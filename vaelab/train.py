@@ -17,7 +17,10 @@ Design points a reader may rely on:
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,12 +49,14 @@ def fit(
     *,
     objective: Objective | None = None,
     test_data=None,
-    epochs: int = 1,
+    epochs: int | None = None,
+    steps: int | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
     likelihood: str | None = None,
     binarize: str | None = None,
     dequantize: bool = False,
+    bernoulli_on_grey: bool = False,
     seed: int = 0,
     bucket_size: int | None = None,
     device=None,
@@ -62,6 +67,7 @@ def fit(
     max_steps: int | None = None,
     sync_every: int = 50,
     progress: bool = True,
+    **unknown,
 ) -> History:
     """Train a VAE with Adam (the fused kernel where the device has one) and return its :class:`History`.
 
@@ -86,7 +92,10 @@ def fit(
             epoch. With ``binarize="dynamic"`` they are binarised once, with a generator
             seeded by ``seed`` (a fixed binarisation, as in Burda et al. 2016), so the
             recorded ELBO is a log-likelihood of binary images; binary data stay as they are.
-        epochs, batch_size, lr: the usual; the last batch of an epoch may be short.
+        epochs: passes over ``data`` (``None``: 1, unless ``steps`` is given).
+        steps: train exactly this many optimiser steps instead (the last epoch may be
+            partial, and only whole epochs score ``test_data``); pass ``steps`` or ``epochs``.
+        batch_size, lr: the usual; the last batch of an epoch may be short.
         likelihood: if given, must equal the model's decoder likelihood (a guard against
             training, say, a Gaussian model while believing it is Bernoulli).
         binarize: ``"dynamic"`` re-samples binary images from the grey levels every epoch
@@ -95,6 +104,11 @@ def fit(
             ``(k + u) / 256`` with ``u ~ U(0, 1)`` (:func:`vaelab.data.dequantize`), the
             honest input for a density model (Gaussian, Beta, continuous Bernoulli); held-out
             grey levels are dequantised once with a generator seeded by ``seed``.
+            :func:`vaelab.prepare_heldout` prepares held-out images as both options do, to
+            score the model afterwards.
+        bernoulli_on_grey: ``True`` trains a Bernoulli model on grey levels without the
+            warning that its loss is then a cross-entropy, not a likelihood (chapter 3's
+            naive BCE). The usual Bernoulli set-up is ``binarize="dynamic"``.
         seed: the one seed for shuffling, noise and binarisation. Model weights are not
             re-initialised: build the model with its own ``seed``.
         bucket_size: for sentences only: each epoch, the shuffled sentences are taken
@@ -113,8 +127,11 @@ def fit(
             :mod:`vaelab.checkpoints`); otherwise a ``ValueError`` names what differs.
             More epochs than the checkpoint's run extend it.
         resume: ``False`` ignores (and overwrites) an existing checkpoint.
-        max_steps: stop after this many optimiser steps in total (a budget; also what a
-            test uses to stop part-way). Held-out ELBOs are recorded at epoch ends only.
+        max_steps: stop after at most this many optimiser steps in total, a cap on
+            ``epochs`` (a budget; also what a test uses to stop part-way): a cap beyond
+            the epochs' steps is warned about. To ask for a number of steps, pass ``steps``.
+            Held-out ELBOs are recorded at epoch ends only; a run that ends before its
+            first epoch does warns that ``test_data`` were never scored.
         sync_every: steps between host synchronisations (statistics, divergence check,
             progress bar).
         progress: show a progress bar.
@@ -129,8 +146,12 @@ def fit(
 
     Warns:
         UserWarning: a Gaussian model given data that look like 8-bit grey levels in
-            ``[0, 255]`` stored as floats.
+            ``[0, 255]`` stored as floats; a Bernoulli model given grey levels without
+            ``binarize`` (unless ``bernoulli_on_grey=True``); ``max_steps`` beyond the
+            epochs' steps; ``test_data`` never scored.
     """
+    if unknown:
+        _refuse_unknown(unknown)
     if clip_grad_norm is not None:
         clip_grad_norm = check_positive("clip_grad_norm", clip_grad_norm)
     if checkpoint_every is not None:
@@ -143,10 +164,13 @@ def fit(
             f"objective must be a vaelab.Objective, e.g. vaelab.Objective(beta=4.0); got {objective!r}"
         )
     plan = plan_run(
-        model, data, test_data=test_data, epochs=epochs, batch_size=batch_size, lr=lr, likelihood=likelihood,
-        binarize=binarize, dequantize=dequantize, device=device, max_steps=max_steps, sync_every=sync_every,
-        seed=seed, bucket_size=bucket_size,
+        model, data, test_data=test_data, epochs=epochs,
+        batch_size=batch_size, lr=lr, likelihood=likelihood, binarize=binarize, dequantize=dequantize, device=device,
+        max_steps=max_steps, sync_every=sync_every, seed=seed, bucket_size=bucket_size, steps=steps,
+        bernoulli_on_grey=bernoulli_on_grey,
     )
+    # the weights the run starts from: a checkpoint is only continued by a model built the same way
+    start_weights = tensor_digest(model.state_dict().values())
     betas = objective.betas(plan.total_steps)
     capacities = objective.capacities(plan.total_steps)
     controller = objective.controller
@@ -171,11 +195,14 @@ def fit(
             **{f"objective.{k}": v for k, v in objective.describe().items()},
             "objective.beta values": None if controller is not None else values_digest(objective.betas(steps)),
             "objective.capacity values": None if capacities is None else values_digest(objective.capacities(steps)),
+            START_WEIGHTS: start_weights,
         }
 
     if path is not None and resume and path.exists():
         state = load_checkpoint(path, model, map_location=plan.device)
         step = int(state["step"])
+        if start_weights == tensor_digest(state["model"].values()):  # the checkpoint's own model, continued
+            start_weights = state["run"].get(START_WEIGHTS)
         check_same_run(path, state["run"], run_record(step), steps_done=step)
         if step > plan.total_steps:
             raise ValueError(
@@ -194,8 +221,7 @@ def fit(
             return
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             raise TrainingDiverged(
-                f"parameters became non-finite by step {step}; the last good checkpoint {path} was kept. Try a "
-                "lower lr or clip_grad_norm",
+                f"parameters became non-finite by step {step}; the last good checkpoint {path} was kept. {plan.advice}",
                 step=step, history=history,
             )
         save_checkpoint(path, {
@@ -209,6 +235,7 @@ def fit(
         [history], sync_every=sync_every, bar=bar,
         start_time=time.perf_counter() - (history["time"][-1] if len(history) else 0.0),
         kept=f"the last good checkpoint {path} was kept" if path is not None else "no checkpoint was written",
+        advice=plan.advice,
     )
     model.train()
     try:
@@ -246,4 +273,41 @@ def fit(
         if bar is not None:
             bar.close()
     model.eval()
+    if plan.test_tensors is not None and not history.epochs["epoch"]:
+        warnings.warn(
+            f"test_data were never scored: held-out ELBOs are recorded at the end of each epoch, and this run "
+            f"stopped after {plan.total_steps} steps, before its first epoch ({plan.steps_per_epoch} steps) ended. "
+            f"Train whole epochs (steps={plan.steps_per_epoch}, or epochs=...), or score the model now: "
+            f"vaelab.elbo(model, vaelab.prepare_heldout(test_data, binarize=..., dequantize=..., seed={seed}))",
+            UserWarning, stacklevel=2,
+        )
     return history
+
+
+#: The run record's entry for the model's weights before the first step (a digest).
+START_WEIGHTS = "model weights at step 0 (the model's seed)"
+
+#: Keywords of ``sweep`` and other libraries that a student may pass to ``fit``: what to pass instead.
+_INSTEAD = {
+    "beta": "fit takes the KL weight in an Objective: objective=vaelab.Objective(beta={value!r})",
+    "betas": "fit trains one model; for several KL weights use vaelab.sweep(models, data, betas={value!r}), "
+             "or fit(..., objective=vaelab.Objective(beta=...)) for one",
+    "kl_weight": "fit takes the KL weight in an Objective: objective=vaelab.Objective(beta={value!r})",
+    "schedule": "fit takes a schedule as the KL weight of an Objective: objective=vaelab.Objective(beta={value!r})",
+    "free_bits": "free bits belong to the Objective: objective=vaelab.Objective(free_bits={value!r})",
+    "num_epochs": "pass epochs={value!r}",
+    "n_epochs": "pass epochs={value!r}",
+    "learning_rate": "pass lr={value!r}",
+}
+
+
+def _refuse_unknown(unknown: dict) -> None:
+    """A ``TypeError`` for keywords ``fit`` does not take, saying what to pass instead."""
+    name, value = next(iter(unknown.items()))
+    if name in _INSTEAD:
+        hint = _INSTEAD[name].format(value=value)
+    else:
+        known = [p for p in inspect.signature(fit).parameters if p not in ("model", "data", "unknown")]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}=?" if close else "see help(vaelab.fit) for its keywords"
+    raise TypeError(f"fit() got an unexpected keyword argument {name!r}: {hint}")

@@ -81,6 +81,10 @@ class Vocab:
 class Sentences:
     """One split of padded sentences.
 
+    ``len(sentences)`` is ``N``, and ``sentences[:300]`` (a slice, or a 1-D tensor or
+    list of row indices) is another :class:`Sentences` of those rows, in that order, padded
+    to its own longest row.
+
     Attributes:
         tokens: ``(N, T)`` int64; row ``i`` is ``<sos> w_1 ... w_n <eos>`` followed by
             ``<pad>`` up to ``T``, the longest row of the split.
@@ -92,6 +96,26 @@ class Sentences:
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def __getitem__(self, index) -> "Sentences":
+        if isinstance(index, (int, np.integer)) or (isinstance(index, torch.Tensor) and index.dim() == 0):
+            raise ValueError(
+                f"Sentences[{int(index)}] would drop the batch axis: take sentences[{int(index)}:{int(index) + 1}] for "
+                f"a Sentences of one, or vocab.decode(sentences.tokens[{int(index)}]) for its words"
+            )
+        if not isinstance(index, slice):
+            index = torch.as_tensor(index, device=self.lengths.device)
+            if index.dim() != 1 or index.dtype not in (torch.int64, torch.int32, torch.bool):
+                raise ValueError(
+                    "index Sentences with a slice (sentences[:300]) or a 1-D tensor or list of row indices; got "
+                    f"{index.dtype} of shape {tuple(index.shape)}"
+                )
+        lengths = self.lengths[index]
+        width = int(lengths.max()) if len(lengths) else 2
+        return Sentences(self.tokens[index][:, :width], lengths)
+
+    def __repr__(self) -> str:
+        return f"Sentences({len(self)} sentences, tokens {tuple(self.tokens.shape)})"
 
 
 @dataclass(frozen=True, eq=False)

@@ -4,14 +4,61 @@ models and papers."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
-from .._checks import check_flag, check_positive_int, no_validation
+from .._checks import check_flag, check_positive_int, no_validation, validation_enabled
 from ..batching import as_tensors, generator, is_text
+from ..data.images import on_level_grid
 from .posterior import checked_images, checked_inputs, evaluating, example_batches, model_device
 
 __all__ = ["bits_per_dim", "elbo", "iw_log_likelihood", "perplexity", "rate_distortion"]
+
+#: Decoders that are densities on [0, 1] (their nats depend on the pixel scale): 8-bit images
+#: are scored with them after dequantisation, with ``levels=256``.
+DENSITIES = ("gaussian", "beta", "continuous_bernoulli")
+
+
+def warn_if_bernoulli_on_grey(model, named_images: dict, *, allowed: bool, function: str, stacklevel: int = 3) -> None:
+    """Warn when a Bernoulli decoder meets grey levels (values strictly between 0 and 1).
+
+    A Bernoulli distribution is over binary pixels: on grey levels its "log-likelihood" is
+    a binary cross-entropy, not a log-probability, so an ELBO, ``nll`` or bits/dim computed
+    from it are not what their names say. ``named_images`` maps an argument name to its
+    images (``None`` to skip one); ``allowed`` is the caller's ``bernoulli_on_grey``.
+    """
+    allowed = check_flag("bernoulli_on_grey", allowed)
+    likelihood = getattr(model, "likelihood", None)
+    if allowed:
+        if likelihood != "bernoulli":
+            raise ValueError(
+                f"bernoulli_on_grey=True allows a Bernoulli decoder on grey levels; this model's decoder is "
+                f"{likelihood!r}, which needs no such permission: leave bernoulli_on_grey=False"
+            )
+        return
+    if likelihood != "bernoulli":
+        return
+    grey = [name for name, images in named_images.items()
+            if images is not None and bool(((images > 0) & (images < 1)).any())]
+    if not grey:
+        return
+    names = " and ".join(grey)
+    if function == "fit":
+        consequence = ("its loss is a binary cross-entropy, not a log-likelihood, and the recorded ELBOs bound no "
+                       "probability. Pass binarize=\"dynamic\" to train on binary images (test_data are then "
+                       "binarised once, as vaelab.prepare_heldout does)")
+    else:
+        consequence = (f"the numbers {function} returns are not a log-likelihood, whatever their names say. Score "
+                       "binary images: vaelab.prepare_heldout(test_images, binarize=\"dynamic\", seed=...) "
+                       "binarises them as fit does")
+    warnings.warn(
+        f"{names} hold grey levels (values strictly between 0 and 1), but the model's decoder is Bernoulli, a "
+        f"distribution over binary pixels: {consequence}; or use a decoder for grey levels (continuous_bernoulli, "
+        "beta or gaussian with dequantised data, or discretized_logistic). To use grey levels on purpose (the "
+        "naive BCE of chapter 3), pass bernoulli_on_grey=True",
+        UserWarning, stacklevel=stacklevel,
+    )
 
 _LOG_2PI = math.log(2 * math.pi)
 # Importance samples are drawn in blocks of this many, each from its own seeded generator,
@@ -20,7 +67,8 @@ _NOISE_BLOCK = 64
 
 
 @torch.no_grad()
-def elbo(model, data, *, batch_size: int = 1000, seed: int = 0, per_example: bool = False) -> dict:
+def elbo(model, data, *, batch_size: int = 1000, seed: int = 0, per_example: bool = False,
+         bernoulli_on_grey: bool = False) -> dict:
     """Single-sample held-out ELBO, with its two terms.
 
     One ``z`` per example, drawn from a generator seeded by ``seed`` and the batch index,
@@ -34,6 +82,9 @@ def elbo(model, data, *, batch_size: int = 1000, seed: int = 0, per_example: boo
         seed: noise seed.
         per_example: also return each example's terms, for paired comparisons
             (:func:`vaelab.compare`).
+        bernoulli_on_grey: ``True`` scores a Bernoulli model on grey levels without the
+            warning that its ELBO is then no log-likelihood (chapter 3's naive BCE). Held-out
+            images binarised as :func:`vaelab.fit` does come from :func:`vaelab.prepare_heldout`.
 
     Returns:
         ``{"elbo", "recon", "kl"}`` as floats: ``elbo = -(recon + kl)``, where ``recon`` is
@@ -46,6 +97,8 @@ def elbo(model, data, *, batch_size: int = 1000, seed: int = 0, per_example: boo
     """
     per_example = check_flag("per_example", per_example)
     tensors = checked_inputs(model, data)
+    if not is_text(model) and validation_enabled():  # fit scores its test data unchecked: it warned once
+        warn_if_bernoulli_on_grey(model, {"data": tensors[0]}, allowed=bernoulli_on_grey, function="elbo")
     device = model_device(model)
     n = tensors[0].shape[0]
     recon_total = torch.zeros((), dtype=torch.float64, device=device)
@@ -148,7 +201,7 @@ def default_k_chunk(device: torch.device, *, text: bool = False, batch_size: int
 @torch.no_grad()
 def iw_log_likelihood(
     model, data, *, k: int = 5000, batch_size: int = 100, k_chunk: int | None = None, seed: int = 0,
-    levels: int | None = None, per_example: bool = False,
+    levels: int | None = None, per_example: bool = False, bernoulli_on_grey: bool = False,
 ) -> dict:
     """Importance-weighted estimate of ``log p(x)`` (Burda, Grosse & Salakhutdinov 2016, Eq. 8).
 
@@ -178,6 +231,14 @@ def iw_log_likelihood(
     figures compare across likelihoods and with discrete models. (A Bernoulli decoder on
     grey levels is not normalised at all.)
 
+    **What is refused or warned about.** ``levels`` with data that sit exactly on the grid
+    ``k / (levels - 1)`` (not dequantised: the offset would be added to a density at grid
+    points) is an error, as is ``levels`` with a Bernoulli or discretised-logistic decoder
+    (discrete already). A density decoder (Gaussian, Beta, continuous Bernoulli) without
+    ``levels`` warns when its bits/dim come out negative or its data are 8-bit grey levels;
+    a Bernoulli decoder on grey levels warns unless ``bernoulli_on_grey=True``.
+    :func:`vaelab.prepare_heldout` prepares held-out images as :func:`vaelab.fit` does.
+
     **Sentences.** For a :class:`vaelab.SentenceVAE` and :class:`vaelab.data.Sentences`,
     ``nll`` is nats per sentence, and the result adds ``"perplexity"`` (:func:`perplexity`);
     ``bits_per_dim`` is then bits per token (words and ``<eos>``). Each importance sample
@@ -205,6 +266,8 @@ def iw_log_likelihood(
         levels: the number of grey levels the dequantised ``data`` came from (256 for
             8-bit images), or ``None`` for binary data (or a density on its own scale).
         per_example: also return each example's ``nll`` (and, for images, ``bits_per_dim``).
+        bernoulli_on_grey: ``True`` scores a Bernoulli model on grey levels without the
+            warning (chapter 3's naive BCE, reported as no likelihood).
 
     Returns:
         ``{"nll": float, "bits_per_dim": float, "log_likelihood": (N,) float64 CPU tensor, "k": int}``:
@@ -221,6 +284,10 @@ def iw_log_likelihood(
     text = is_text(model)
     if text and levels is not None:
         raise ValueError("levels applies to dequantised images; sentences take none (leave levels=None)")
+    if not text:
+        _check_levels(model, tensors[0], levels)
+        warn_if_bernoulli_on_grey(model, {"data": tensors[0]}, allowed=bernoulli_on_grey,
+                                  function="iw_log_likelihood")
     device = model_device(model)
     if k_chunk is None:
         k_chunk = default_k_chunk(device, text=text, batch_size=batch_size)
@@ -257,9 +324,44 @@ def iw_log_likelihood(
         return estimate
     estimate = {"nll": nll, "bits_per_dim": bits_per_dim(nll, model.data_dim, levels=levels), "log_likelihood": result,
                 "k": k}
+    if levels is None and model.likelihood in DENSITIES:
+        _warn_if_density_without_levels(model, tensors[0], estimate["bits_per_dim"])
     if per_example:
         estimate["per_example"] = {"nll": -result, "bits_per_dim": bits_per_dim(-result, model.data_dim, levels=levels)}
     return estimate
+
+
+def _check_levels(model, images: torch.Tensor, levels: int | None) -> None:
+    """``levels`` is for a density on dequantised images: refuse it on a discrete decoder or on grid data."""
+    if levels is None:
+        return
+    if model.likelihood not in DENSITIES:
+        raise ValueError(
+            f"levels={levels} adds log2(levels) bits for dequantised data under a density decoder ({', '.join(DENSITIES)}); "
+            f"this model's decoder, {model.likelihood!r}, gives probabilities of discrete pixels already: leave levels=None"
+        )
+    if on_level_grid(images, levels=levels):
+        raise ValueError(
+            f"data sit exactly on the {levels}-level grid k / {levels - 1}, so they were not dequantised, and "
+            f"levels={levels} would add log2({levels}) bits to a density read at grid points (a meaningless "
+            "number). Dequantise them first: vaelab.prepare_heldout(test_images, dequantize=True, seed=...) does it "
+            "as fit does, or vaelab.dequantize(test_images, generator=...)"
+        )
+
+
+def _warn_if_density_without_levels(model, images: torch.Tensor, bits: float) -> None:
+    """A density's nats are not a code length of 8-bit images: say so where the result shows it."""
+    on_grid = on_level_grid(images, levels=256)
+    if bits >= 0 and not on_grid:
+        return
+    what = (f"bits_per_dim = {bits:.4g} is negative, so it is no code length" if bits < 0 else
+            "the data sit on the 256-level grid k / 255, where a density is no probability")
+    warnings.warn(
+        f"{what}: a {model.likelihood!r} decoder is a density, and without levels its nll is a log density on the "
+        "pixels' own scale. For 8-bit images, dequantise them (vaelab.prepare_heldout(test_images, dequantize=True, "
+        "seed=...)) and pass levels=256: bits_per_dim is then bits per pixel of the 8-bit image (8 = uniform)",
+        UserWarning, stacklevel=3,
+    )
 
 
 def bits_per_dim(nll, data_dim: int, *, levels: int | None = None):

@@ -5,9 +5,9 @@ A :class:`VAE` is an encoder giving ``(mu, logvar)``, a decoder giving raw outpu
 the functions of :mod:`vaelab.likelihoods`. The head fixes the likelihood, so it fixes
 the scale of the reconstruction term: that is the subject of the whole book.
 
-The forward pass takes the reparameterisation noise ``eps`` as an argument instead of
-drawing it, so the training loop owns every random number (bit-identical resumes,
-and vectorised sweeps that reproduce separate runs).
+The forward pass takes the reparameterisation noise ``eps`` as an argument, so the
+training loop owns every random number (bit-identical resumes, and vectorised sweeps
+that reproduce separate runs); called as ``model(x)``, it draws its own.
 """
 from __future__ import annotations
 
@@ -58,9 +58,13 @@ class VAE(nn.Module):
         ``data_shape`` for a learned ``"per_pixel"`` one; ``None`` for likelihoods without a
         scale parameter. :func:`vaelab.fit` records
         it after every epoch in ``history.epochs["sigma"]``. For ``"optimal"``, the value fixed
-        from the training data after the last epoch (used in eval mode), ``None`` before.
+        from the training data after the last epoch (used in eval mode), ``None`` before. For a
+        learned sigma built with ``log_sigma=None``, ``None`` until :func:`vaelab.fit` (or
+        :func:`vaelab.sweep`) has started it from the training data.
         """
         if self.likelihood != "gaussian" or bool(torch.isnan(self.head.log_sigma).any()):
+            return None
+        if getattr(self.head, "init_from_data", False):  # not set yet: its placeholder 0 is no sigma of these data
             return None
         return self.head.log_sigma.detach().exp()
 
@@ -95,17 +99,21 @@ class VAE(nn.Module):
         """``log p(x | z)`` under the decoder head: ``(batch,)`` nats, summed over pixels."""
         return self.head.log_prob(x, self.decode(z))
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor, *, generator=None, score: bool = True) -> VAEOutput:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None, *, generator=None,
+                score: bool = True) -> VAEOutput:
         """One reparameterised pass: ``z = mu + exp(logvar / 2) * eps``.
 
         Args:
             x: ``(batch, *data_shape)``.
-            eps: ``(batch, latent)`` standard-normal noise (zeros give the posterior mean).
-            generator: unused by image models (kept for a uniform interface).
+            eps: ``(batch, latent)`` standard-normal noise (zeros give the posterior mean);
+                ``None`` draws it from ``generator`` (the global RNG when that is ``None``).
+            generator: a ``torch.Generator`` on the model's device, for ``eps=None``.
             score: ``False`` skips ``log p(x | z)`` (``log_px`` is then ``None``), for a
                 caller that scores many outputs in one call, as :func:`vaelab.sweep` does.
         """
         mu, logvar = self.encode(x)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         if eps.shape != mu.shape:
             raise ValueError(
                 f"eps must have shape {tuple(mu.shape)}, one standard-normal draw per example and latent "
