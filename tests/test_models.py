@@ -51,6 +51,40 @@ def test_gaussian_sigma_variants():
     torch.testing.assert_close(out.log_px, expected)
 
 
+
+def test_decoded_sigma_is_a_normal_per_pixel_per_image_with_a_floor():
+    from vaelab.models import DECODED_MIN_SIGMA, GaussianHead
+
+    head = GaussianHead((1, 2, 2), sigma="decoded")
+    assert head.n_outputs == 2 and not list(head.parameters()) and not head.init_from_data
+    out = torch.tensor([[[[0.1, 0.5], [0.9, -0.2]], [[-100.0, 0.0], [2.0, 50.0]]]], dtype=torch.float64)
+    params = head.params(out)
+    sigma = DECODED_MIN_SIGMA + torch.nn.functional.softplus(out[:, 1:])
+    torch.testing.assert_close(params["log_sigma"].exp(), sigma)
+    # the floor: a very negative output gives sigma = min_sigma, not 0
+    assert params["log_sigma"][0, 0, 0, 0].exp().item() == pytest.approx(DECODED_MIN_SIGMA, rel=1e-12)
+    x = torch.tensor([[[[0.0, 0.3], [1.0, 0.5]]]], dtype=torch.float64)
+    expected = torch.distributions.Normal(out[:, :1], sigma).log_prob(x)
+    torch.testing.assert_close(head.log_prob(x, params, per_dim=True), expected)
+    torch.testing.assert_close(head.log_prob(x, params), expected.sum((1, 2, 3)))
+    # gradients reach both outputs, and match Normal's
+    raw = out.clone().requires_grad_()
+    head.log_prob(x, head.params(raw)).sum().backward()
+    raw_ref = out.clone().requires_grad_()
+    mean, spread = raw_ref.chunk(2, dim=1)
+    torch.distributions.Normal(mean, DECODED_MIN_SIGMA + torch.nn.functional.softplus(spread)).log_prob(x).sum().backward()
+    torch.testing.assert_close(raw.grad, raw_ref.grad)
+    assert raw.grad[0, 1, 0, 1].abs() > 0 and raw.grad[0, 0, 0, 1].abs() > 0
+    # in a model: twice the outputs, sigma varies per image, no single model.sigma
+    model = vaelab.mlp_vae(data_shape=(1, 8, 8), hidden=(16,), latent_dim=3, likelihood="gaussian", sigma="decoded",
+                           seed=0)
+    result = model(X, torch.tensor([[0.0, 0.0, 0.0], [2.0, -2.0, 1.0]]))
+    assert result.params["log_sigma"].shape == X.shape and model.sigma is None
+    assert not torch.equal(result.params["log_sigma"][0], result.params["log_sigma"][1])
+    torch.testing.assert_close(result.log_px, vaelab.gaussian_log_prob(X, result.params["mean"], result.params["log_sigma"]))
+    with pytest.raises(ValueError, match="takes no log_sigma"):
+        GaussianHead((1, 2, 2), sigma="decoded", log_sigma=0.0)
+
 @pytest.mark.parametrize(
     "shape, channels", [((1, 28, 28), (32, 64)), ((1, 64, 64), (32, 32, 64, 64)), ((3, 32, 32), (8, 16))]
 )

@@ -15,6 +15,7 @@ instead of drawing it, so the training loop owns every random number.
 from . import base, heads, images, text
 from .base import VAEOutput, seeded
 from .heads import (
+    DECODED_MIN_SIGMA,
     GAUSSIAN_SIGMAS,
     LIKELIHOODS,
     BernoulliHead,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_real
+from .._checks import check_choice, check_positive, check_real
 from ..likelihoods import (
     bernoulli_log_prob,
     beta_log_prob,
@@ -31,6 +31,7 @@ __all__ = [
     "BetaHead",
     "ContinuousBernoulliHead",
     "DiscretizedLogisticHead",
+    "DECODED_MIN_SIGMA",
     "GAUSSIAN_SIGMAS",
     "GaussianHead",
     "LIKELIHOODS",
@@ -41,7 +42,14 @@ __all__ = [
 #: :func:`vaelab.mlp_vae` and :func:`vaelab.conv_vae`.
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "beta", "discretized_logistic")
 #: The ways a Gaussian head sets its sigma: the ``sigma`` argument of :class:`GaussianHead`.
-GAUSSIAN_SIGMAS = ("fixed", "shared", "per_pixel", "optimal")
+GAUSSIAN_SIGMAS = ("fixed", "shared", "per_pixel", "optimal", "decoded")
+#: The floor on a ``"decoded"`` Gaussian sigma (data units, pixels in [0, 1]): a quarter of a
+#: grey level's width 1/256. It lies below the sigma that dequantisation noise itself makes
+#: best, ``(1/256) / sqrt(12)`` = 0.00113 (the standard deviation of a uniform bin), so it never
+#: binds at the optimum on dequantised 8-bit data; it bounds the density at
+#: ``1 / (sqrt(2 pi) 0.001)`` (about 400), where without it a pixel that is exactly constant (data
+#: not dequantised) would let sigma go to 0 and the likelihood to infinity.
+DECODED_MIN_SIGMA = 1e-3
 
 
 class BernoulliHead(nn.Module):
@@ -79,6 +87,10 @@ class GaussianHead(nn.Module):
     * ``"fixed"``: ``exp(log_sigma)``, a constant (MSE with a chosen weight);
     * ``"shared"``: one learned scalar (sigma-VAE, Rybkin et al. 2021);
     * ``"per_pixel"``: one learned value per pixel;
+    * ``"decoded"``: an output of the decoder, one sigma per pixel per image, like the
+      discretised logistic's scale: the decoder has two output channels per image channel,
+      the mean and ``sigma = min_sigma + softplus(out)``, floored at ``min_sigma``
+      (:data:`DECODED_MIN_SIGMA` by default; why that floor is explained there);
     * ``"optimal"``: in training, the batch's maximum-likelihood value
       :func:`vaelab.optimal_log_sigma`, detached (Rybkin et al. 2021). In eval mode, a value
       fixed from the *training* data (:meth:`fix_optimal`, which :func:`vaelab.fit` and
@@ -99,9 +111,18 @@ class GaussianHead(nn.Module):
     n_outputs = 1
     support = None
 
-    def __init__(self, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float | None = None):
+    def __init__(self, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float | None = None,
+                 min_sigma: float = DECODED_MIN_SIGMA):
         super().__init__()
         self.sigma = check_choice("sigma", sigma, GAUSSIAN_SIGMAS)
+        if sigma == "decoded":
+            if log_sigma is not None:
+                raise ValueError("sigma='decoded' takes no log_sigma: the decoder outputs sigma")
+            #: Two outputs per image channel: the mean and the (pre-softplus) sigma.
+            self.n_outputs = 2
+            self.min_sigma = check_positive("min_sigma", min_sigma)
+            self.init_from_data = False
+            return
         #: True until fit or sweep has set a learned sigma from the training data.
         self.init_from_data = log_sigma is None and sigma in ("shared", "per_pixel")
         if log_sigma is not None:
@@ -115,10 +136,18 @@ class GaussianHead(nn.Module):
             self.register_buffer("log_sigma", init)
 
     def params(self, out):
+        """``{"mean"}``; for ``"decoded"`` also ``"log_sigma"``, ``log(min_sigma + softplus(.))``,
+        each ``(batch, C, H, W)`` from the decoder's ``(batch, 2C, H, W)``."""
+        if self.sigma == "decoded":
+            mean, raw_sigma = out.chunk(2, dim=1)
+            return {"mean": mean, "log_sigma": (self.min_sigma + F.softplus(raw_sigma)).log()}
         return {"mean": out}
 
     def current_log_sigma(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        """The ``log sigma`` used to score ``x``: 0-dim, or ``data_shape`` for per-pixel."""
+        """The ``log sigma`` used to score ``x``: 0-dim, ``data_shape`` for per-pixel, or
+        ``x.shape`` (from ``params``) for decoded."""
+        if self.sigma == "decoded":
+            return params["log_sigma"]
         if self.sigma == "optimal":
             if self.training or bool(torch.isnan(self.log_sigma)):
                 return optimal_log_sigma(x, params["mean"])
@@ -203,7 +232,8 @@ class DiscretizedLogisticHead(nn.Module):
 
 
 def make_head(likelihood: str, data_shape: tuple, *, sigma: str = "fixed", log_sigma: float | None = None) -> nn.Module:
-    """The decoder head for a likelihood name (one of :data:`LIKELIHOODS`)."""
+    """The decoder head for a likelihood name (one of :data:`LIKELIHOODS`); ``sigma`` and
+    ``log_sigma`` go to :class:`GaussianHead`."""
     check_choice("likelihood", likelihood, LIKELIHOODS)
     if likelihood == "gaussian":
         return GaussianHead(data_shape, sigma=sigma, log_sigma=log_sigma)

@@ -56,13 +56,14 @@ class VAE(nn.Module):
 
         A 0-dim tensor for a ``"fixed"``, learned ``"shared"`` or ``"optimal"`` sigma,
         ``data_shape`` for a learned ``"per_pixel"`` one; ``None`` for likelihoods without a
-        scale parameter. :func:`vaelab.fit` records
+        scale parameter or with a ``"decoded"`` sigma (one per pixel per image, in the decoder's
+        output). :func:`vaelab.fit` records
         it after every epoch in ``history.epochs["sigma"]``. For ``"optimal"``, the value fixed
         from the training data after the last epoch (used in eval mode), ``None`` before. For a
         learned sigma built with ``log_sigma=None``, ``None`` until :func:`vaelab.fit` (or
         :func:`vaelab.sweep`) has started it from the training data.
         """
-        if self.likelihood != "gaussian" or bool(torch.isnan(self.head.log_sigma).any()):
+        if self.likelihood != "gaussian" or self.head.sigma == "decoded" or bool(torch.isnan(self.head.log_sigma).any()):
             return None
         if getattr(self.head, "init_from_data", False):  # not set yet: its placeholder 0 is no sigma of these data
             return None
@@ -184,8 +185,10 @@ def mlp_vae(
         likelihood: one of :data:`LIKELIHOODS`.
         activation: ``"relu"``, ``"tanh"`` or ``"elu"``.
         sigma: how a Gaussian decoder gets its standard deviation: ``"fixed"``, ``"shared"``
-            (one learned value), ``"per_pixel"`` (learned per pixel) or ``"optimal"`` (the
-            batch's maximum-likelihood value); see :class:`vaelab.models.GaussianHead`.
+            (one learned value), ``"per_pixel"`` (learned per pixel), ``"decoded"`` (an output
+            of the decoder per pixel per image, floored at
+            :data:`vaelab.models.DECODED_MIN_SIGMA`) or ``"optimal"`` (the batch's
+            maximum-likelihood value); see :class:`vaelab.models.GaussianHead`.
         log_sigma: for ``"fixed"``, the log standard deviation (data units; ``None`` is 0);
             for ``"shared"`` and ``"per_pixel"``, the starting value of the learned one,
             where ``None`` (the default) lets :func:`vaelab.fit` start it from the training
