@@ -24,11 +24,13 @@ PUBLIC = [
     "rate_distortion", "discretized_logistic_log_prob", "discretized_logistic_mean", "histogram_baseline",
     "pixel_baseline", "bernoulli_log_integral", "PIController", "perplexity", "staircase",
     "LossReport", "check_loss", "stored_glue", "Comparison", "Spread", "compare", "spread", "prepare_heldout",
+    "factor_information",
 ]
 DATA_PUBLIC = [
     "CHECKSUMS", "Checksum", "DOWNLOAD_DEADLINE", "DOWNLOAD_TIMEOUT", "DSPRITES_FACTORS", "DataIntegrityError",
     "DownloadError", "DSPRITES_FILE", "MIRRORS", "PTBCorpus", "Sentences", "Vocab", "binarize", "cache_dir", "dequantize", "dsprites",
     "dsprites_like", "fashion_mnist", "fetch_file", "file_version", "mnist", "on_level_grid", "ptb", "render_dsprites_like",
+    "SHAPE_SYMMETRY", "distinct_orientations", "orientation_angles",
 ]
 
 

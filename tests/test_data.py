@@ -10,6 +10,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import math
 import os
 import socket
 import threading
@@ -502,6 +503,42 @@ def test_orientation_turns_the_ellipse():
     width = images.amax(2).sum((1, 2))  # occupied columns
     height = images.amax(3).sum((1, 2))
     assert bool((width[[0, 2]] > height[[0, 2]] + 5).all()) and bool((height[[1, 3]] > width[[1, 3]] + 5).all())
+
+
+def test_orientation_angles_of_the_generator_and_of_the_real_file():
+    generated, real = data.orientation_angles(), data.orientation_angles(real_file=True)
+    assert generated.shape == real.shape == (40,) and generated.dtype == torch.float64
+    torch.testing.assert_close(generated, torch.arange(40, dtype=torch.float64) * (2 * math.pi / 40))
+    # the real file's latents_values column: np.linspace(0, 2 pi, 40), 0.16110732 apart, 2 pi included
+    torch.testing.assert_close(real, torch.from_numpy(np.linspace(0, 2 * math.pi, 40)))
+    assert real[1].item() == pytest.approx(0.16110732, abs=1e-8) and real[-1].item() == pytest.approx(2 * math.pi)
+    # the renderer turns class k by the generated angle: a quarter turn of the ellipse is class 10
+    turned = data.render_dsprites_like(_grid(shape=1, orientation=range(10, 11)))
+    assert torch.equal(turned, data.render_dsprites_like(_grid(shape=1, orientation=range(30, 31))))
+
+
+@pytest.mark.parametrize(
+    "shape, generated, real",
+    [("square", (10, 2 * math.pi / 40), (39, math.pi / 78)),  # real: 10 steps = a quarter turn + 2.3 degrees
+     ("ellipse", (20, 2 * math.pi / 40), (39, math.pi / 39)),  # real: 20 steps = a half turn + 4.6 degrees
+     ("heart", (40, 2 * math.pi / 40), (39, 2 * math.pi / 39))],  # real: classes 0 and 39 coincide
+)
+def test_distinct_orientations_count_the_symmetries_of_both_sets(shape, generated, real):
+    for real_file, (count, closest) in ((False, generated), (True, real)):
+        result = data.distinct_orientations(shape, real_file=real_file)
+        assert result["count"] == count
+        assert result["closest"] == pytest.approx(closest, rel=1e-9)
+    with pytest.raises(ValueError, match="shape must be one of"):
+        data.distinct_orientations("circle")
+
+
+@pytest.mark.parametrize("shape", [0, 1, 2])
+def test_generated_orientations_show_as_many_images_as_counted(shape):
+    name = list(data.SHAPE_SYMMETRY)[shape]
+    images = data.render_dsprites_like(_grid(shape=shape, scale=5, orientation=range(40))).flatten(1)
+    assert len(torch.unique(images, dim=0)) == data.distinct_orientations(name)["count"]  # 10, 20, 40
+    period = 40 // data.SHAPE_SYMMETRY[name]
+    assert torch.equal(images, images.roll(period, 0))  # class k and k + period: the same image
 
 
 def test_every_sprite_stays_inside_the_frame():

@@ -487,3 +487,34 @@ def test_baselines_score_each_test_image_in_data_order():
     torch.testing.assert_close(histogram["per_example"]["nll"], expected, rtol=1e-12, atol=0)
     torch.testing.assert_close(vaelab.histogram_baseline(grey, pair.flip(0), pseudocount=0.5, per_example=True)
                                ["per_example"]["nll"], expected.flip(0), rtol=1e-12, atol=0)
+
+
+
+# ------------------------------------------------- informations behind the MIG
+
+
+def test_factor_information_of_a_hand_computed_case_and_the_mig_it_feeds():
+    factor = torch.tensor([0, 0, 1, 1])
+    codes = torch.stack([torch.tensor([0.0, 0.0, 1.0, 1.0]), torch.tensor([0.0, 0.0, 0.0, 1.0])], 1)
+    partial = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) - 0.5 * math.log(2)
+    information = vaelab.factor_information(codes, factor, n_bins=2)
+    assert information.shape == (2, 1) and information.dtype == torch.float64
+    torch.testing.assert_close(information[:, 0], torch.tensor([math.log(2), partial], dtype=torch.float64))
+    result = vaelab.mig_from_codes(codes, factor, n_bins=2)
+    torch.testing.assert_close(result["information"], information, rtol=0, atol=0)
+    torch.testing.assert_close(result["entropy"], torch.tensor([math.log(2)], dtype=torch.float64))
+
+
+def test_factor_information_of_independent_codes_is_the_plug_in_bias():
+    # codes independent of the factors: the true information is 0, the plug-in estimate is
+    # about (B - 1)(V - 1) / (2N) nats (Miller 1955), and it shrinks as 1 / N
+    generator = torch.Generator().manual_seed(0)
+    n, values = 20_000, 8
+    factor = torch.arange(n) % values
+    codes = torch.rand(n, 3, generator=generator)  # uniform: all 20 bins well filled
+    information = vaelab.factor_information(codes[:, :], factor, n_bins=20)
+    predicted = 19 * (values - 1) / (2 * n)
+    assert bool((information > 0).all())
+    torch.testing.assert_close(information.mean(), torch.tensor(predicted, dtype=torch.float64), rtol=0.25, atol=0)
+    small = vaelab.factor_information(codes[:500], factor[:500], n_bins=20)
+    assert float(small.mean()) > 20 * float(information.mean())  # 40 times fewer examples

@@ -31,7 +31,15 @@ from .files import (
     file_version,
 )
 from .images import binarize, dequantize, fashion_mnist, mnist, on_level_grid
-from .sprites import DSPRITES_FACTORS, dsprites, dsprites_like, render_dsprites_like
+from .sprites import (
+    DSPRITES_FACTORS,
+    SHAPE_SYMMETRY,
+    distinct_orientations,
+    dsprites,
+    dsprites_like,
+    orientation_angles,
+    render_dsprites_like,
+)
 from .text import PTBCorpus, Sentences, Vocab, ptb
 
 __all__ = sorted(files.__all__ + images.__all__ + sprites.__all__ + text.__all__)

@@ -11,7 +11,10 @@ import torch
 from .._checks import check_positive_int
 from .files import DSPRITES_FILE, DataIntegrityError, fetch_file
 
-__all__ = ['DSPRITES_FACTORS', 'dsprites', 'dsprites_like', 'render_dsprites_like']
+__all__ = [
+    'DSPRITES_FACTORS', 'SHAPE_SYMMETRY', 'distinct_orientations', 'dsprites', 'dsprites_like', 'orientation_angles',
+    'render_dsprites_like',
+]
 
 
 #: Factors of variation of dSprites, in the order of the ``factors`` columns, with the
@@ -21,6 +24,60 @@ _GRID = tuple(DSPRITES_FACTORS.values())
 _GRID_SIZE = math.prod(_GRID)  # 737,280
 _IMAGE = 64
 _CHUNK = 4096
+
+#: Order of each shape's rotational symmetry, by shape class (0 square, 1 ellipse, 2 heart):
+#: a turn by ``2 pi / order`` maps the shape onto itself (a square's quarter turn, an
+#: ellipse's half turn; a heart has none).
+SHAPE_SYMMETRY: dict[str, int] = {"square": 4, "ellipse": 2, "heart": 1}
+
+
+def orientation_angles(*, real_file: bool = False) -> torch.Tensor:
+    """The angle of each of the 40 orientation classes, in radians, counter-clockwise.
+
+    The two sets differ:
+
+    * generated (:func:`render_dsprites_like`, the default): ``2 pi k / 40`` for
+      ``k = 0 .. 39``, 40 distinct angles 9 degrees apart, 2 pi excluded;
+    * the real file (``real_file=True``): its ``latents_values`` column is
+      ``linspace(0, 2 pi, 40)``, that is ``2 pi k / 39`` with 2 pi *included*, steps of
+      9.23 degrees: classes 0 and 39 are the same angle, so the same image.
+
+    Returns:
+        ``(40,)`` float64 CPU tensor, radians in ``[0, 2 pi]``.
+    """
+    steps = DSPRITES_FACTORS["orientation"]
+    k = torch.arange(steps, dtype=torch.float64)
+    return k * (2 * math.pi / (steps - 1 if real_file else steps))
+
+
+def distinct_orientations(shape: str, *, real_file: bool = False) -> dict:
+    """How many different images the 40 orientation classes give one shape, all else fixed.
+
+    Two classes show the same image when their angles differ by a multiple of the shape's
+    symmetry turn ``2 pi / SHAPE_SYMMETRY[shape]``, so the count is that of the distinct
+    angles modulo the turn. In the generated set a square's 40 classes show 10 images (each
+    four times) and an ellipse's 20; in the real file every shape shows 39 (classes 0 and
+    39 coincide), but a square's classes ``k`` and ``k + 10`` differ by a quarter turn plus
+    2.3 degrees only: ``closest`` says how near the nearest two images are.
+
+    Args:
+        shape: ``"square"``, ``"ellipse"`` or ``"heart"``.
+        real_file: the angles of the real file instead of the generated set
+            (:func:`orientation_angles`).
+
+    Returns:
+        ``{"count": int, "closest": float}``: the number of distinct images, and the
+        smallest turn between two of them modulo the symmetry, in radians.
+    """
+    if shape not in SHAPE_SYMMETRY:
+        raise ValueError(f"shape must be one of {sorted(SHAPE_SYMMETRY)}, got {shape!r}")
+    turn = 2 * math.pi / SHAPE_SYMMETRY[shape]
+    folded = torch.remainder(orientation_angles(real_file=real_file), turn)
+    folded = torch.where(turn - folded < 1e-9, torch.zeros_like(folded), folded)  # 2 pi k / order is 0
+    values = torch.unique(folded)
+    distinct = values[torch.cat([torch.tensor([True]), values.diff() > 1e-9])]
+    gaps = torch.cat([distinct.diff(), (turn - distinct[-1] + distinct[0]).reshape(1)])
+    return {"count": len(distinct), "closest": float(gaps.min())}
 
 
 def _subset_indices(total: int, subset: int | None, seed: int, *, name: str) -> torch.Tensor:
@@ -43,6 +100,11 @@ def dsprites(*, root=None, subset: int | None = None, seed: int = 0, device=None
 
     Memory: the 737,280 images are 3.0 GB as uint8 and 12 GB as float32. The file is read
     as a stream, so ``subset=n`` keeps only the ``n`` chosen images in memory.
+
+    Orientation class ``k`` of the file is the angle ``2 pi k / 39``
+    (``linspace(0, 2 pi, 40)``, 2 pi included), not the ``2 pi k / 40`` of
+    :func:`dsprites_like`: classes 0 and 39 are the same image for every shape
+    (:func:`orientation_angles`).
 
     Args:
         root: a data root to look in first (see the module docstring for the order).
@@ -125,7 +187,8 @@ def render_dsprites_like(factors: torch.Tensor, *, device=None) -> torch.Tensor:
         factors: ``(N, 5)`` integer class indices of (shape, scale, orientation, pos_x,
             pos_y), each in ``[0, DSPRITES_FACTORS[name])``. Shapes are 0 square,
             1 ellipse, 2 heart; scale ``k`` is ``0.5 + 0.1 k``; orientation ``k`` is
-            ``2 pi k / 40`` radians, counter-clockwise; pos_x moves the shape right and
+            ``2 pi k / 40`` radians, counter-clockwise (the real file's class ``k`` is
+            ``2 pi k / 39``: see :func:`orientation_angles`); pos_x moves the shape right and
             pos_y moves it down, from 10.5 px to 53.5 px, so every shape stays inside the frame.
         device: where to compute and put the images (default: the device of ``factors``).
 
@@ -192,12 +255,15 @@ def dsprites_like(*, n: int | None = None, seed: int = 0, device=None) -> tuple[
     """A dSprites-like set, generated: binary 64 x 64 sprites on dSprites' factor grid.
 
     This is **not** the real dSprites dataset (use :func:`dsprites` for that). It uses the
-    same documented grid (Matthey et al., 2017): 3 shapes (square, ellipse, heart), 6
-    scales linspace(0.5, 1), 40 orientations linspace(0, 2 pi) without the end point, and
-    32 x 32 positions linspace(0, 1); but vaelab draws the shapes itself
-    (:func:`render_dsprites_like`), so sizes, position ranges and pixel edges differ from
-    the real images. Good for disentanglement experiments where the ground-truth factors
-    matter and the real file is unavailable.
+    same grid of classes (Matthey et al., 2017): 3 shapes (square, ellipse, heart), 6
+    scales linspace(0.5, 1), 40 orientations and 32 x 32 positions linspace(0, 1); but
+    vaelab draws the shapes itself (:func:`render_dsprites_like`), so sizes, position
+    ranges and pixel edges differ from the real images. The orientations differ too: here
+    class ``k`` is ``2 pi k / 40`` (40 distinct angles), in the real file
+    ``linspace(0, 2 pi, 40)``, ``2 pi k / 39``, whose classes 0 and 39 are the same image
+    (:func:`orientation_angles`, :func:`distinct_orientations`). Good for
+    disentanglement experiments where the ground-truth factors matter and the real file
+    is unavailable.
 
     Memory: ``n=None`` generates the full grid of 737,280 images, which is 12 GB as
     float32 (rendered in chunks of 4,096, but the output itself must fit in memory).

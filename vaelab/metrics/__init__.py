@@ -5,7 +5,8 @@
   (Burda et al. 2016), the number to compare across models and papers.
 * :func:`kl_per_dim`, :func:`active_units`: which latent dimensions carry information.
 * :func:`mutual_information`: ``I(x; z)`` under the aggregate posterior.
-* :func:`mig`, :func:`mig_from_codes`: the mutual information gap (Chen et al. 2018).
+* :func:`mig`, :func:`mig_from_codes`: the mutual information gap (Chen et al. 2018);
+  :func:`factor_information`: the informations ``I(z_j; v_k)`` it is built from.
 * :func:`rate_distortion`: rate and distortion on held-out data; :func:`gaussian_baseline`:
   the input-ignoring Gaussian a Gaussian VAE must beat (and :func:`pixel_baseline`,
   :func:`histogram_baseline` for the other families); :func:`principal_variances`: the
@@ -25,7 +26,7 @@ The modules: :mod:`~vaelab.metrics.estimates` (likelihood estimates),
 and :mod:`~vaelab.metrics.posterior` (what they share).
 """
 from . import baselines, disentanglement, estimates, latents
-from .disentanglement import mig, mig_from_codes
+from .disentanglement import factor_information, mig, mig_from_codes
 from .baselines import gaussian_baseline, histogram_baseline, pixel_baseline
 from .estimates import bits_per_dim, elbo, iw_log_likelihood, perplexity, rate_distortion
 from .latents import active_units, kl_per_dim, mutual_information, principal_variances
