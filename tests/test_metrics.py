@@ -86,7 +86,7 @@ def test_bernoulli_marginal_equals_quadrature_over_a_one_dimensional_latent():
 
 def test_chunking_does_not_change_the_samples():
     model = vaelab.mlp_vae(data_shape=(1, 3, 3), hidden=(8,), latent_dim=2, seed=0)
-    x = torch.linspace(0, 1, 5 * 9).reshape(5, 1, 3, 3)
+    x = (torch.linspace(0, 1, 5 * 9).reshape(5, 1, 3, 3) * 7.3).remainder(1.0).round()  # binary pixels
     whole = vaelab.iw_log_likelihood(model, x, k=150, k_chunk=150, batch_size=2, seed=4)["log_likelihood"]
     chunked = vaelab.iw_log_likelihood(model, x, k=150, k_chunk=7, batch_size=2, seed=4)["log_likelihood"]
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)  # same samples; float32 decoder rounding only
@@ -305,18 +305,52 @@ def test_pixel_baseline_recovers_the_closed_form_fits():
     k = torch.randint(0, 256, (3000, 1, 2, 2), generator=gen) * torch.tensor([1, 0, 1, 1]).reshape(1, 1, 2, 2)
     grey = (k.float() / 255).clamp(0, 1)
     y = vaelab.dequantize(grey, generator=gen)
-    # the Gaussian per pixel: the numerical fit reaches the closed form
+    # the Gaussian per pixel is the closed form
     closed = vaelab.gaussian_baseline(y, y[:500], sigma="per_pixel", levels=256)
-    fitted = vaelab.pixel_baseline(y, y[:500], likelihood="gaussian", levels=256, steps=1500)
-    assert fitted["bits_per_dim"] == pytest.approx(closed["bits_per_dim"], abs=0.02)
-    # the continuous Bernoulli is an exponential family in x: at the maximum its mean equals the data's mean
-    cb = vaelab.pixel_baseline(y, y[:500], likelihood="continuous_bernoulli", levels=256, steps=1500)
-    varied = y.mean(0) > 0.05  # the always-black pixel would need a logit near -500 to put its mean at 1/512
-    torch.testing.assert_close(vaelab.cb_mean(cb["params"]["logits"])[varied], y.mean(0)[varied], atol=5e-3, rtol=0)
+    fitted = vaelab.pixel_baseline(y, y[:500], likelihood="gaussian", levels=256)
+    assert fitted["bits_per_dim"] == pytest.approx(closed["bits_per_dim"], rel=1e-6)
+    assert fitted["grad_max"] < 1e-8
+    # the continuous Bernoulli is an exponential family in x: at the maximum its mean equals the data's mean,
+    # for the always-black pixel too (a logit near -500, far beyond what a few hundred Adam steps reach)
+    cb = vaelab.pixel_baseline(y, y[:500], likelihood="continuous_bernoulli", levels=256)
+    logits = cb["params"]["logits"].double()
+    torch.testing.assert_close(vaelab.cb_mean(logits), y.double().mean(0), atol=1e-7, rtol=0)
+    assert logits[0, 0, 1] < -400 and cb["grad_max"] < 1e-6
+    # scored as torch's CB where torch is exact; at logit -500 (torch clips probabilities at 1e-16) as the
+    # normalised exponential density |eta| exp(eta x) / (1 - exp(eta)) that the CB becomes there
+    x = y[:500].double()
+    log_p = torch.distributions.ContinuousBernoulli(logits=logits).log_prob(x)
+    eta = logits[0, 0, 1]
+    log_p[:, 0, 0, 1] = (-eta).log() + eta * x[:, 0, 0, 1] - torch.log(-torch.expm1(eta))
+    assert cb["nll"] == pytest.approx(float(-log_p.sum((1, 2, 3)).mean()), rel=1e-6)
     with pytest.raises(ValueError, match="binary test images"):
         vaelab.pixel_baseline(y, y, likelihood="bernoulli")
     with pytest.raises(ValueError, match="likelihood must be one of"):
         vaelab.pixel_baseline(y, y, likelihood="poisson")
+
+
+def test_beta_baseline_is_the_maximum_likelihood_beta_of_each_pixel():
+    samples = torch.distributions.Beta(torch.tensor([[[0.5, 2.0], [5.0, 0.3]]]), torch.tensor([[[0.5, 5.0], [1.0, 3.0]]]))
+    torch.manual_seed(3)
+    train = samples.sample((4000,)).double().clamp(0, 1)
+    test = samples.sample((300,)).double().clamp(0, 1)
+    result = vaelab.pixel_baseline(train, test, likelihood="beta")
+    assert result["grad_max"] < 1e-8
+    squeeze = 1e-3
+    alpha, beta = result["params"]["alpha"].double(), result["params"]["beta"].double()
+
+    def mean_log_lik(a, b, x):
+        squeezed = x * (1 - 2 * squeeze) + squeeze
+        return float((torch.distributions.Beta(a, b).log_prob(squeezed) + math.log(1 - 2 * squeeze)).sum((1, 2, 3)).mean())
+
+    # the fit is a maximum of the training likelihood: every nudge of a parameter lowers it
+    best = mean_log_lik(alpha, beta, train)
+    for nudge in (0.99, 1.01):
+        assert mean_log_lik(alpha * nudge, beta, train) < best and mean_log_lik(alpha, beta * nudge, train) < best
+    assert result["nll"] == pytest.approx(-mean_log_lik(alpha, beta, test), rel=1e-5)
+    # and near the generating parameters (4000 draws per pixel), except alpha = 0.3, whose draws pile up within
+    # the squeeze of 0, where the squeezed data are no longer Beta(0.3, 3)
+    torch.testing.assert_close(alpha.flatten()[:3], torch.tensor([0.5, 2.0, 5.0], dtype=torch.float64), rtol=0.1, atol=0)
 
 
 def test_bernoulli_baseline_is_each_pixels_training_mean():
@@ -350,6 +384,7 @@ def test_discretised_logistic_baseline_needs_no_dequantisation():
     gen = torch.Generator().manual_seed(1)
     grey = torch.randint(0, 256, (2000, 1, 2, 2), generator=gen).float() / 255
     result = vaelab.pixel_baseline(grey, grey[:300], likelihood="discretized_logistic", steps=800)
+    assert result["grad_max"] < 1e-4  # Adam, then L-BFGS: converged
     # uniform grey levels: a logistic cannot be flat on [0, 1] (its tails pile into the edge bins), so the
     # best one is a little worse than the 8 bits of a uniform model; and its result is a probability, not a density
     assert 8.0 < result["bits_per_dim"] < 8.5
@@ -487,7 +522,6 @@ def test_baselines_score_each_test_image_in_data_order():
     torch.testing.assert_close(histogram["per_example"]["nll"], expected, rtol=1e-12, atol=0)
     torch.testing.assert_close(vaelab.histogram_baseline(grey, pair.flip(0), pseudocount=0.5, per_example=True)
                                ["per_example"]["nll"], expected.flip(0), rtol=1e-12, atol=0)
-
 
 
 # ------------------------------------------------- informations behind the MIG
