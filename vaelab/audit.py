@@ -6,8 +6,8 @@ synthetic inputs: the reconstruction term alone (the posterior at the prior, so 
 0), the KL term alone (a reconstruction as good as the output allows), both together,
 several batch sizes, and a second latent size and data size where the function accepts
 them. For each batch size it fits the loss exactly as ``a * R + b * KL + c``, with ``R``
-the per-dimension reconstruction loss and ``KL`` the Gaussian KL (chapter 1,
-:eq:`eq-two-terms-kl`), each summed over everything. How ``a`` and ``b`` scale with the
+the per-dimension reconstruction loss and ``KL`` the Gaussian KL to the prior (chapter 1),
+each summed over everything. How ``a`` and ``b`` scale with the
 batch, latent and data sizes gives the reductions; the result is then read by
 :func:`vaelab.check_loss`, so the two give the same numbers and the same paragraph.
 """
@@ -276,8 +276,9 @@ def audit_loss(
 ) -> LossAudit:
     """Read a VAE loss function as written: its effective beta, beta_norm and implied sigma.
 
-    Pass the function you train with. It is called on synthetic inputs (see the module
-    docstring) and must return the loss as one number (a 0-dim tensor; a tuple or a dict
+    Pass the function you train with. It is called on synthetic inputs that the audit
+    controls (the reconstruction term alone with the posterior at the prior, the KL alone,
+    several batch sizes, a second latent and data size), and must return the loss as one number (a 0-dim tensor; a tuple or a dict
     whose first item or ``"loss"`` is the loss also works). The audit recognises a squared
     error, a binary cross-entropy on probabilities or logits, and a Gaussian negative
     log-likelihood with the decoder's own σ, each reduced by sums and means, plus a
@@ -323,10 +324,10 @@ def audit_loss(
             doubled) is tried too, to tell a mean over the data dimensions from a weight
             of ``1/N``.
         latent_dim: ``M``; ``2 M`` is tried too, to tell a mean over latents from a sum.
-        output_shape: the shape of one ``x_hat`` if it differs from ``data_shape``, e.g.
-            ``784`` for a decoder that returns flat rows (PyTorch's ``examples/vae``).
         output: what ``x_hat`` is: ``"mean"`` (the decoder's output in data units; for a
             BCE the probabilities, after the sigmoid) or ``"logits"`` (before a sigmoid).
+        output_shape: the shape of one ``x_hat`` if it differs from ``data_shape``, e.g.
+            ``784`` for a decoder that returns flat rows (PyTorch's ``examples/vae``).
         arguments: the order of the function's arguments, names from
             ``ARGUMENT_NAMES``: ``x_hat``, ``x`` ``(batch, *data_shape)``; ``mu``,
             ``logvar`` (the posterior's log-variance) or ``std`` (its standard deviation)
