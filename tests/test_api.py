@@ -24,7 +24,7 @@ PUBLIC = [
     "rate_distortion", "discretized_logistic_log_prob", "discretized_logistic_mean", "histogram_baseline",
     "pixel_baseline", "bernoulli_log_integral", "PIController", "perplexity", "staircase",
     "LossReport", "check_loss", "stored_glue", "Comparison", "Spread", "compare", "spread", "prepare_heldout",
-    "factor_information",
+    "factor_information", "LossAudit", "audit_loss",
 ]
 DATA_PUBLIC = [
     "CHECKSUMS", "Checksum", "DOWNLOAD_DEADLINE", "DOWNLOAD_TIMEOUT", "DSPRITES_FACTORS", "DataIntegrityError",
@@ -43,7 +43,7 @@ def test_public_names_are_pinned():
         assert getattr(vaelab, module).__doc__, module  # every module says what it holds
 
 
-@pytest.mark.parametrize("module", ["ledger", "objective", "uncertainty"])
+@pytest.mark.parametrize("module", ["ledger", "audit", "objective", "uncertainty"])
 def test_doctests(module):
     result = doctest.testmod(getattr(vaelab, module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

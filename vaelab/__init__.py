@@ -38,6 +38,7 @@ full text of every class, ``torch.nn.Module``'s inherited methods included.
 """
 import importlib as _importlib
 
+from .audit import LossAudit, audit_loss
 from .batching import pick_device
 from .checkpoints import load_checkpoint
 from .control import PIController
@@ -92,6 +93,7 @@ PUBLIC_NAMES = [
     "Comparison",
     "History",
     "GaussianHead",
+    "LossAudit",
     "LossReport",
     "Objective",
     "PIController",
@@ -102,6 +104,7 @@ PUBLIC_NAMES = [
     "VAE",
     "VAEOutput",
     "active_units",
+    "audit_loss",
     "bits_per_dim",
     "dequantize",
     "gaussian_baseline",
@@ -161,7 +164,7 @@ PUBLIC_NAMES = [
 
 #: Submodules reachable as attributes after a plain ``import vaelab`` (imported on first use).
 SUBMODULES = (
-    "batching", "checkpoints", "control", "data", "divergences", "engine", "history", "ledger", "likelihoods", "metrics",
+    "audit", "batching", "checkpoints", "control", "data", "divergences", "engine", "history", "ledger", "likelihoods", "metrics",
     "models", "notebook", "objective", "plots", "scale", "schedules", "sweep", "train", "uncertainty",
 )
 
