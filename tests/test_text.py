@@ -39,16 +39,18 @@ def test_padding_does_not_change_a_sentences_score():
     torch.testing.assert_close(m(longer, LENGTHS, torch.zeros(3, 4)).log_px, m(TOKENS, LENGTHS, torch.zeros(3, 4)).log_px)
 
 
-def test_word_dropout_acts_in_training_only_and_follows_the_generator():
-    m = model(word_dropout=0.5)
+@pytest.mark.parametrize("option", ["word_dropout", "dropout"])
+def test_both_dropouts_act_in_training_only_and_follow_the_generator(option):
+    m = model(**{option: 0.5})
     eps = torch.zeros(3, 4)
     a = m(TOKENS, LENGTHS, eps, generator=torch.Generator().manual_seed(0)).log_px
     b = m(TOKENS, LENGTHS, eps, generator=torch.Generator().manual_seed(0)).log_px
     c = m(TOKENS, LENGTHS, eps, generator=torch.Generator().manual_seed(1)).log_px
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
-    m.eval()
-    torch.testing.assert_close(m(TOKENS, LENGTHS, eps).log_px, model()(TOKENS, LENGTHS, eps).log_px)
+    m.eval()  # off in eval mode: the numbers of the model without it (the same weights), every time
+    assert torch.equal(m(TOKENS, LENGTHS, eps).log_px, model()(TOKENS, LENGTHS, eps).log_px)
+    assert torch.equal(m(TOKENS, LENGTHS, eps).log_px, m(TOKENS, LENGTHS, eps).log_px)
 
 
 @pytest.mark.parametrize("latent_to", ["state", "input", "both"])
@@ -219,3 +221,90 @@ def test_sentences_have_a_length_and_slices():
     with pytest.raises(ValueError, match=r"Sentences\[1\] would drop the batch axis: take sentences\[1:2\]"):
         sentences[1]
     assert repr(sentences) == "Sentences(3 sentences, tokens (3, 5))"
+
+
+# ---- Kim et al.'s PTB model (Fu et al.'s), and the decoder alone -----------------------------
+
+KIM = dict(latent_to="both", latent_state="hidden", dropout=0.5, shared_embedding=False, init_range=0.1)
+
+
+def test_dropout_zeroes_about_its_rate_of_embedding_units_and_rescales_the_rest():
+    m = model(dropout=0.3, embed_dim=64)
+    seen = []
+    m.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    tokens = torch.full((200, 6), 5)
+    tokens[:, 0], tokens[:, -1] = SOS, EOS
+    m(tokens, torch.full((200,), 6), torch.zeros(200, 4), generator=torch.Generator().manual_seed(0))
+    embedded = m.embedding(tokens[:, :-1]).detach()
+    kept = seen[0] != 0
+    assert kept.float().mean().item() == pytest.approx(0.7, abs=0.01)
+    torch.testing.assert_close(seen[0][kept], (embedded / 0.7)[kept])
+
+
+def test_latent_state_hidden_sets_h0_from_z_and_c0_to_exactly_zero():
+    m = model(latent_to="state", latent_state="hidden").eval()
+    z = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    inputs = TOKENS[:, :-1]
+    h0 = m.to_state(z).unsqueeze(0)
+    expected, _ = m.decoder(m.embedding(inputs), (h0, torch.zeros_like(h0)))
+    torch.testing.assert_close(m.decode_logits(z, inputs), m.to_logits(expected))
+    assert m.to_state.out_features == 12  # h0 only; the default sets both from 2 * 12 outputs
+    assert model().to_state.out_features == 24
+
+
+def test_init_range_draws_every_parameter_from_the_interval_and_keeps_pad_rows_zero():
+    m = model(init_range=0.1, shared_embedding=False)
+    values = torch.cat([p.detach().flatten() for p in m.parameters()])
+    assert values.abs().max().item() <= 0.1 and values.abs().max().item() > 0.099
+    assert values.std().item() == pytest.approx(0.2 / math.sqrt(12), rel=0.05)  # uniform on [-0.1, 0.1]
+    assert (m.embedding.weight[PAD] == 0).all() and (m.encoder_embedding.weight[PAD] == 0).all()
+    assert model().decoder.weight_hh_l0.abs().max().item() > 0.2  # PyTorch's default: U(+-1/sqrt(12))
+    torch.testing.assert_close(m.embedding.weight, model(init_range=0.1, shared_embedding=False).embedding.weight)
+
+
+def test_separate_embeddings_are_separate_parameters_and_the_encoder_reads_only_its_own():
+    separate, shared = model(shared_embedding=False), model()
+    assert separate.encoder_embedding.weight is not separate.embedding.weight
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(separate) - count(shared) == 10 * 8
+    before = separate.encode(TOKENS, LENGTHS)[0].detach()
+    with torch.no_grad():
+        separate.embedding.weight.add_(1.0)
+        shared.embedding.weight.add_(1.0)
+    torch.testing.assert_close(separate.encode(TOKENS, LENGTHS)[0], before)
+    assert not torch.allclose(shared.encode(TOKENS, LENGTHS)[0], model().encode(TOKENS, LENGTHS)[0])
+
+
+def test_the_decoder_alone_is_a_language_model_whose_elbo_is_its_exact_log_likelihood():
+    lm = model(latent_dim=0).eval()
+    assert not hasattr(lm, "encoder") and lm.decoder.input_size == 8
+    out = lm(TOKENS, LENGTHS, torch.zeros(3, 0))
+    assert out.kl_per_dim.shape == (3, 0) and out.kl_per_dim.sum().item() == 0.0
+    log_probs = F.log_softmax(lm.to_logits(lm.decoder(lm.embedding(TOKENS[:, :-1]))[0]), dim=2)
+    for i, n in enumerate(LENGTHS.tolist()):
+        expected = sum(log_probs[i, t, TOKENS[i, t + 1]] for t in range(n - 1))
+        assert out.log_px[i].item() == pytest.approx(expected.item(), rel=1e-5)
+    data = corpus()
+    result = vaelab.elbo(lm, data)
+    assert result["kl"] == 0.0
+    iw = vaelab.iw_log_likelihood(lm, data, k=3, per_example=True)
+    assert iw["nll"] == pytest.approx(-result["elbo"], rel=1e-6)
+
+
+@pytest.mark.parametrize("options", [KIM, dict(latent_dim=0, dropout=0.5, init_range=0.1)], ids=["kim", "lm"])
+def test_kims_model_and_the_decoder_alone_train_with_fit(options):
+    m = model(**{**options, "hidden_dim": 32, "embed_dim": 16})
+    data = Sentences(TOKENS.repeat(8, 1), LENGTHS.repeat(8))
+    history = vaelab.fit(m, data, epochs=60, batch_size=24, lr=1e-2, progress=False, test_data=data,
+                         objective=vaelab.Objective(beta=0.0))
+    # three sentences with a shared start: about 2 nats of choice each in the end, from 17 at first
+    assert history.epochs["test_recon"][-1] < 0.25 * history.epochs["test_recon"][0]
+    assert np.isfinite(history["kl"]).all()
+
+
+def test_new_options_are_checked():
+    for options, match in [(dict(dropout=1.0), "dropout"), (dict(latent_state="cell"), "latent_state"),
+                           (dict(shared_embedding=1), "shared_embedding"), (dict(init_range=0.0), "init_range"),
+                           (dict(latent_dim=-1), "latent_dim")]:
+        with pytest.raises(ValueError, match=match):
+            model(**options)
