@@ -104,7 +104,7 @@ def pixel_baseline(train, test, *, likelihood: str, levels: int | None = None, s
       :class:`vaelab.models.BetaHead`); the log-likelihood is concave in ``(alpha, beta)``,
       so Newton converges to the unique maximum from the method-of-moments start.
     * ``"gaussian"``: in closed form, each pixel's mean and standard deviation
-      (:func:`vaelab.mean_image_fit` with ``per_pixel=True``).
+      (:func:`vaelab.likelihoods.gaussian.mean_image_fit` with ``per_pixel=True``).
     * ``"discretized_logistic"``: no closed form; each pixel's frequencies of the 256 levels
       are its sufficient statistic, so Adam on that exact full-batch objective (``steps``,
       ``lr``, step size decaying geometrically to ``lr / 1000``), then L-BFGS.
