@@ -68,3 +68,12 @@ def test_fit_and_sweep_read_vaelab_device_before_the_first_step(monkeypatch):
     with pytest.raises(ValueError, match=r"VAELAB_DEVICE='cuda' asks for CUDA"):
         vaelab.sweep([make(), make()], data, max_steps=1, progress=False)
     assert vaelab.fit(make(), data, device="cpu", max_steps=1, progress=False)["step"].tolist() == [0]
+
+
+def test_sentences_given_to_an_image_model_are_refused_with_the_model_they_need():
+    import vaelab
+    from vaelab.data import Sentences
+
+    sentences = Sentences(tokens=torch.tensor([[1, 4, 2, 0], [1, 5, 6, 2]]), lengths=torch.tensor([3, 4]))
+    with pytest.raises(ValueError, match="sentences need a vaelab.SentenceVAE"):
+        vaelab.elbo(vaelab.mlp_vae(), sentences)

@@ -6,7 +6,7 @@ import torch
 import vaelab
 
 SHAPE = (1, 6, 6)
-DATA = torch.linspace(0.0, 1.0, 96 * 36).reshape(96, *SHAPE).remainder(0.97)
+DATA = (torch.linspace(0.0, 1.0, 96 * 36).reshape(96, *SHAPE) * 7.3).remainder(1.0).round()  # binary pixels
 TEST = DATA[:32].flip(0)
 OPTIONS = dict(epochs=2, batch_size=20, lr=3e-3, progress=False, sync_every=4, test_data=TEST)
 
@@ -114,3 +114,16 @@ def test_a_dequantised_run_with_a_learned_sigma_resumes_exactly(tmp_path):
     m, resumed = fit(tmp_path / "cut", data=grey, model=model(likelihood="gaussian", sigma="shared"), **options)
     assert resumed.same_as(full) and resumed.epochs["sigma"] == full.epochs["sigma"]
     assert all(torch.equal(a, b) for a, b in zip(m.parameters(), m_full.parameters()))
+
+
+def test_load_checkpoint_takes_the_checkpoint_dir_and_says_what_a_folder_lacks(tmp_path):
+    x = (torch.linspace(0, 1, 64 * 16).reshape(64, 1, 4, 4) * 7.3).remainder(1.0).round()
+    model = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(8,), latent_dim=2, seed=0)
+    vaelab.fit(model, x, epochs=1, batch_size=16, progress=False, device="cpu", checkpoint_dir=tmp_path / "run",
+               checkpoint_every=2)
+    from_dir = vaelab.load_checkpoint(tmp_path / "run", model)
+    from_file = vaelab.load_checkpoint(tmp_path / "run" / "latest.pt")
+    assert from_dir["history"]["steps"].shape == from_file["history"]["steps"].shape
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no latest.pt"):
+        vaelab.load_checkpoint(tmp_path / "empty")

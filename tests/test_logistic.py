@@ -114,10 +114,10 @@ def test_a_discretised_logistic_vae_trains_and_scores_exact_bits_per_dim():
     # and a sweep of it equals separate fits (the head has no parameters: scored outside vmap)
     models = [vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(16,), latent_dim=2, likelihood="discretized_logistic",
                              seed=0) for _ in range(2)]
-    histories = vaelab.sweep(models, grey, betas=[0.5, 2.0], max_steps=6, batch_size=16, progress=False)
+    histories = vaelab.sweep(models, grey, betas=[0.5, 2.0], steps=6, batch_size=16, progress=False)
     for beta, h in zip([0.5, 2.0], histories):
         separate = vaelab.mlp_vae(data_shape=(1, 4, 4), hidden=(16,), latent_dim=2, likelihood="discretized_logistic",
                                   seed=0)
-        reference = vaelab.fit(separate, grey, objective=vaelab.Objective(beta=beta), max_steps=6, batch_size=16,
+        reference = vaelab.fit(separate, grey, objective=vaelab.Objective(beta=beta), steps=6, batch_size=16,
                                progress=False)
         np.testing.assert_allclose(h["objective"], reference["objective"], rtol=1e-4)

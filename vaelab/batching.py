@@ -195,13 +195,20 @@ def training_tensors(model, data, name: str = "data") -> tuple[torch.Tensor, ...
     """
     tensors = as_tensors(_dataset_tensors(data, name), name)
     inputs = getattr(model, "inputs", None) or (None,) * len(tensors)
+    if type(data).__name__ == "Sentences" and len(inputs) == 1:
+        raise ValueError(
+            f"{name} are sentences (vaelab.data.Sentences), but the model is a {type(model).__name__} of images; "
+            "sentences need a vaelab.SentenceVAE"
+        )
     if len(tensors) == 2 and len(inputs) == 1 and tensors[1].dim() == 1:
         tensors = tensors[:1]  # (images, labels): an unsupervised model ignores the labels
     elif len(tensors) != len(inputs):
         wanted = ", ".join(inputs)
         raise ValueError(
             f"{name} must hold {len(inputs)} tensor(s) ({wanted}) for a {type(model).__name__}; got {len(tensors)}. "
-            + (f"Pass the images alone ({name}=images) or (images, labels)" if len(inputs) == 1 else "")
+            + (f"Pass the images alone ({name}=images) or (images, labels)" if len(inputs) == 1 else
+               "Pass sentences as vaelab.data.Sentences (e.g. corpus.train, or a slice corpus.train[:1000]) or as "
+               "(tokens, lengths)")
         )
     parameter = next(model.parameters(), None)
     if parameter is not None:

@@ -114,8 +114,17 @@ def _architecture_differences(expected: dict, found: dict) -> list[str]:
 
 def load_checkpoint(path, model=None, *, map_location="cpu") -> dict:
     """Load a checkpoint written by :func:`vaelab.fit` (``weights_only=True``); with ``model``,
-    check that it has the same architecture and name every difference."""
+    check that it has the same architecture and name every difference.
+
+    ``path`` is the file, or the ``checkpoint_dir`` given to ``fit`` (its ``latest.pt`` is
+    read). The model is only checked, not loaded: ``model.load_state_dict(state["model"])``
+    loads the weights (``fit(..., resume=True)`` does both and continues the run)."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "latest.pt").is_file():
+            raise ValueError(f"{path} is a folder with no latest.pt: pass the checkpoint_dir that fit wrote to, "
+                             "or the checkpoint file itself")
+        path = path / "latest.pt"
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
