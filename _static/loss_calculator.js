@@ -125,7 +125,7 @@
                 " in data units; the weight is that σ, not β_norm (chapter 2). Compare σ with the spread of " +
                 "your data: pixels in [0, 1] have a standard deviation of at most 0.5 (MNIST's is about " +
                 "0.31), and a σ near or above it tells the decoder the images are mostly noise, so the " +
-                "code collapses.");
+                "code stays small and units switch off.");
     } else if (Math.abs(beta - 1) <= 1e-9) {
       text.push(v.recon === "bce_grey"
         ? "This has the ELBO's weighting (β = 1) but is no negative ELBO: on grey levels BCE is not a " +
