@@ -14,6 +14,8 @@ import re
 
 import torch
 
+from .data.text import Sentences
+
 __all__ = [
     "as_tensors", "batch_slices", "bucketed_batches", "derive_seed", "generator", "is_text", "pick_device",
     "training_tensors",
@@ -195,7 +197,7 @@ def training_tensors(model, data, name: str = "data") -> tuple[torch.Tensor, ...
     """
     tensors = as_tensors(_dataset_tensors(data, name), name)
     inputs = getattr(model, "inputs", None) or (None,) * len(tensors)
-    if type(data).__name__ == "Sentences" and len(inputs) == 1:
+    if isinstance(data, Sentences) and len(inputs) == 1:
         raise ValueError(
             f"{name} are sentences (vaelab.data.Sentences), but the model is a {type(model).__name__} of images; "
             "sentences need a vaelab.SentenceVAE"
